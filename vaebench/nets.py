@@ -1,0 +1,118 @@
+"""Encoder and decoder building blocks. Encoders return q(z|x) as a diagonal Gaussian; decoders
+return the raw output that a likelihood head (`Likelihood`) turns into p(x|z)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Bernoulli, Independent, Normal
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+GAUSSIAN_VARIANCES = ("pixel", "global")
+MIN_SCALE = 1e-4
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def diagonal_gaussian(params: torch.Tensor) -> Independent:
+    """Split the last axis into (loc, raw scale); softplus keeps the scale positive and smooth."""
+    loc, raw_scale = params.chunk(2, dim=-1)
+    return Independent(Normal(loc, F.softplus(raw_scale) + MIN_SCALE, validate_args=False), 1)
+
+
+class GaussianHead(nn.Module):
+    """features -> N(loc, diag scale^2) over `dim` dimensions."""
+
+    def __init__(self, n_in: int, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(n_in, 2 * dim)
+
+    def forward(self, h: torch.Tensor) -> Independent:
+        return diagonal_gaussian(self.linear(h))
+
+
+class MLPEncoder(nn.Module):
+    def __init__(self, data_shape, hidden_dim: int, latent_dim: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), mlp([math.prod(data_shape), hidden_dim, hidden_dim]), nn.ReLU())
+        self.head = GaussianHead(hidden_dim, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> Independent:
+        return self.head(self.body(x))
+
+
+class MLPDecoder(nn.Module):
+    def __init__(self, data_shape, hidden_dim: int, latent_dim: int):
+        super().__init__()
+        self.net = mlp([latent_dim, hidden_dim, hidden_dim, math.prod(data_shape)])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class ConvEncoder(nn.Module):
+    """Two stride-2 convolutions (H -> H/4), then a dense layer; for 28x28 and 32x32 images."""
+
+    def __init__(self, data_shape, hidden_dim: int, latent_dim: int, channels: int):
+        super().__init__()
+        c, h, w = data_shape
+        self.body = nn.Sequential(
+            nn.Conv2d(c, channels, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(channels, 2 * channels, 4, 2, 1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(2 * channels * (h // 4) * (w // 4), hidden_dim), nn.ReLU(),
+        )
+        self.head = GaussianHead(hidden_dim, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> Independent:
+        return self.head(self.body(x))
+
+
+class ConvDecoder(nn.Module):
+    def __init__(self, data_shape, hidden_dim: int, latent_dim: int, channels: int):
+        super().__init__()
+        c, h, w = data_shape
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, hidden_dim), nn.ReLU(),
+            nn.Linear(hidden_dim, 2 * channels * (h // 4) * (w // 4)), nn.ReLU(),
+            nn.Unflatten(1, (2 * channels, h // 4, w // 4)),
+            nn.ConvTranspose2d(2 * channels, channels, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(channels, c, 4, 2, 1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class Likelihood(nn.Module):
+    """Turns decoder output into p(x|z): Bernoulli(logits), or Gaussian(mean) with a learned
+    variance per pixel or one shared by all pixels."""
+
+    def __init__(self, kind: str, data_shape, variance: str = "pixel"):
+        super().__init__()
+        self.kind, self.data_shape = kind, tuple(data_shape)
+        if kind == "gaussian":
+            shape = self.data_shape if variance == "pixel" else (1,) * len(self.data_shape)
+            self.raw_scale = nn.Parameter(torch.full(shape, math.log(math.expm1(0.1))))
+
+    def forward(self, output: torch.Tensor) -> Independent:
+        output = output.reshape(-1, *self.data_shape).float()
+        if self.kind == "bernoulli":
+            base = Bernoulli(logits=output, validate_args=False)
+        else:
+            base = Normal(output, F.softplus(self.raw_scale) + 1e-3, validate_args=False)
+        return Independent(base, len(self.data_shape))
+
+    def mean(self, output: torch.Tensor) -> torch.Tensor:
+        output = output.reshape(-1, *self.data_shape)
+        return torch.sigmoid(output) if self.kind == "bernoulli" else output

@@ -1,0 +1,197 @@
+"""The Hydra app behind `vaebench train`: compose the config, build data, model and trainer, train,
+and leave a run folder with TensorBoard events, checkpoints and metrics.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from vaebench import checkpoint
+from vaebench.board import Board
+from vaebench.data import load_dataset
+from vaebench.errors import UserError
+from vaebench.evaluate import as_floats, split_terms
+from vaebench.models import build_model
+from vaebench.pictures import log_pictures
+from vaebench.trainer import Stop, Trainer
+from vaebench.validate import device_for, validate_config, validate_data
+
+# Keys a resumed run may change; everything else defines the experiment and comes from its checkpoint.
+RESUMABLE_PREFIXES = ("trainer.", "eval.", "resume")
+FINAL_METRICS = ("elbo", "reconstruction", "kl", "log_likelihood", "mutual_info", "marginal_kl", "active_units")
+
+
+def config_dir() -> str:
+    """conf/ ships inside the installed package as vaebench/conf; a source checkout has it at the top."""
+    try:
+        import importlib.resources
+
+        installed = importlib.resources.files("vaebench.conf")
+        if installed.joinpath("config.yaml").is_file():
+            return str(installed)
+    except ModuleNotFoundError:
+        pass
+    return str(Path(__file__).resolve().parent.parent / "conf")
+
+
+# A resumed run writes into its own folder again and keeps the .hydra/ config of its first start.
+OmegaConf.register_new_resolver("vaebench_run_dir", lambda resume, default: str(resume) if resume else default, replace=True)
+OmegaConf.register_new_resolver("vaebench_output_subdir", lambda resume: None if resume else ".hydra", replace=True)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        run(cfg, run_dir, list(hydra_cfg.overrides.task), hydra_cfg.job.override_dirname, multirun)
+    except UserError as err:
+        _write_json(run_dir / "metrics.json", {"status": "failed", "error": str(err)})
+        print(f"\nvaebench: {err}\n", file=sys.stderr)
+        if not multirun:
+            sys.exit(2)
+        print(f"(this run of the sweep failed and is recorded in {run_dir}/metrics.json; the sweep goes on)",
+              file=sys.stderr)
+
+
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multirun: bool) -> dict:
+    state = None
+    if cfg.resume:
+        state = checkpoint.load(Path(str(cfg.resume)) / "checkpoints" / "last.pt")
+        cfg = _resumed_config(state, cfg, overrides)
+    validate_config(cfg)
+    if cfg.prior.name == "standard" and cfg.prior.get("K") is not None:
+        print(f"prior.K={cfg.prior.K} is ignored by prior=standard.")
+    _seed_everything(int(cfg.seed))
+    device = device_for(cfg)
+    data = load_dataset(cfg.dataset, int(cfg.seed))
+    validate_data(cfg, data.train)
+    data = data.to(device)
+    model = build_model(cfg, data.data_shape, data.train).to(device)
+    if device.type == "cuda" and cfg.model.name == "conv":
+        torch.backends.cudnn.benchmark = True
+
+    board_dir = run_dir / (state["board_dir"] if state else _board_name(label))
+    board = Board(board_dir, purge_step=state["step"] if state else None)
+
+    def on_evaluation(trainer: Trainer, val_terms: dict) -> None:
+        log_pictures(board, model, data.val, trainer.progress.step)
+
+    trainer = Trainer(model, data, cfg, run_dir, board, on_evaluation, extra_state={"board_dir": board_dir.name})
+    if state:
+        trainer.load_state(state)
+        print(f"Resuming {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
+    else:
+        board.hparams(_hparams(cfg), [f"final/{split}/{term}" for split in ("val", "test") for term in FINAL_METRICS])
+    print(f"Training {cfg.model.name} VAE, prior={cfg.prior.name}, beta={cfg.beta} on {cfg.dataset.name} "
+          f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}.")
+    print(f"Run folder: {run_dir}")
+    _write_json(run_dir / "metrics.json", {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True)})
+
+    started = time.perf_counter()
+    try:
+        status = trainer.fit()
+    except Stop as stop:
+        _write_json(run_dir / "metrics.json", {
+            "status": stop.status, "message": stop.message, "epochs": trainer.progress.epoch,
+            "step": trainer.progress.step, "config": OmegaConf.to_container(cfg, resolve=True)})
+        board.close()
+        print(f"\nvaebench: {stop.message}", file=sys.stderr)
+        if stop.status == "interrupted":
+            print(f"Resume with:  vaebench train resume={run_dir}", file=sys.stderr)
+        if not multirun:
+            sys.exit(130 if stop.status == "interrupted" else 3)
+        return {"status": stop.status}
+
+    metrics = final_metrics(model, data, cfg, run_dir, device)
+    for split in ("train", "val", "test"):
+        board.scalars(f"final/{split}", metrics[split], trainer.progress.step)
+    board.close()
+    result = {
+        "status": status,
+        **metrics,
+        "epochs": trainer.progress.epoch,
+        "best_epoch": trainer.progress.best_epoch,
+        "step": trainer.progress.step,
+        "wall_time_s": trainer.progress.wall_time_s,
+        "train_time_s": time.perf_counter() - started,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    _write_json(run_dir / "metrics.json", result)
+    _print_summary(result, run_dir, board_dir, multirun)
+    return result
+
+
+def final_metrics(model, data, cfg, run_dir: Path, device) -> dict:
+    """Every term on every split, from the best checkpoint (best validation ELBO)."""
+    best = run_dir / "checkpoints" / "best.pt"
+    if best.exists():
+        model.load_state_dict(checkpoint.load(best, device)["model"])
+    return {
+        split: as_floats(split_terms(model, data.split(split), cfg.eval.batch_size,
+                                     binarize=split == "train" and data.dynamic_binarize))
+        for split in ("train", "val", "test")
+    }
+
+
+def _resumed_config(state: dict, cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    saved = OmegaConf.create(state["config"])
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if not key.startswith(RESUMABLE_PREFIXES):
+            raise UserError(
+                f"{override!r} cannot change a resumed run: only trainer.* and eval.* settings may differ "
+                f"from the original run. Start a new run to change {key}."
+            )
+        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
+    return saved
+
+
+def _board_name(label: str) -> str:
+    """The TensorBoard run's name tells its overrides, e.g. `beta=4,prior=vamp`."""
+    name = label.replace(os.sep, "_")[:200]
+    return name or "tensorboard"
+
+
+def _hparams(cfg: DictConfig) -> dict:
+    return {
+        "prior": cfg.prior.name, "K": cfg.prior.get("K") or 0, "beta": float(cfg.beta),
+        "latent_dim": cfg.model.latent_dim, "model": cfg.model.name, "dataset": cfg.dataset.name,
+        "seed": cfg.seed, "lr": float(cfg.trainer.lr),
+    }
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _print_summary(result: dict, run_dir: Path, board_dir: Path, multirun: bool) -> None:
+    terms = [t for t in ("elbo", "reconstruction", "kl", "log_joint", "entropy", "log_likelihood",
+                         "mutual_info", "marginal_kl", "active_units") if t in result["val"]]
+    print(f"\nFinal terms (nats per point; best checkpoint, epoch {result['best_epoch']}):")
+    print(f"{'split':<6}" + "".join(f"{t:>16}" for t in terms))
+    for split in ("train", "val", "test"):
+        print(f"{split:<6}" + "".join(f"{result[split].get(t, float('nan')):>16.3f}" for t in terms))
+    print(f"\nOutputs:      {run_dir}  (metrics.json, checkpoints/best.pt, checkpoints/last.pt)")
+    print(f"TensorBoard:  tensorboard --logdir {run_dir if not multirun else run_dir.parent}")

@@ -1,0 +1,259 @@
+"""The training loop: index-sampled batches on the device, one optimiser step per batch, evaluation
+and checkpoints at epoch ends, and a stop on divergence, Ctrl-C or SIGTERM that loses nothing.
+
+Scalars stay on the device and are summed there; the host reads them at the log interval only.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from vaebench import checkpoint, elbo
+from vaebench.evaluate import fixed_randomness, split_terms
+
+
+@dataclass
+class Progress:
+    """Where the run is: everything besides weights and RNG that an exact resume needs."""
+
+    epoch: int = 0                 # completed epochs
+    step: int = 0                  # optimiser steps taken
+    batch_in_epoch: int = 0        # batches of the current epoch already taken
+    best_val_elbo: float = -math.inf
+    best_epoch: int = 0
+    wall_time_s: float = 0.0
+
+
+class Stop(Exception):
+    """The run stops early: `status` is 'diverged' or 'interrupted'; `message` says what to do."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class SignalCatcher:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a launcher's worker): leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class Trainer:
+    model: torch.nn.Module
+    data: object                      # vaebench.data.Dataset, on the device
+    cfg: object                       # the run's full config
+    run_dir: Path
+    board: object                     # vaebench.board.Board
+    on_evaluation: object = None      # callable(trainer, val_terms) for pictures and diagnostics
+    extra_state: dict = field(default_factory=dict)  # saved with every checkpoint, e.g. the board's folder
+    progress: Progress = field(default_factory=Progress)
+
+    def __post_init__(self):
+        self.device = self.data.train.device
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.trainer.lr)
+        self.order_generator = torch.Generator().manual_seed(int(self.cfg.seed))
+        self.epoch_order: torch.Tensor | None = None
+        self.epoch_sums: torch.Tensor | None = None
+        self.term_names: list[str] | None = None
+        self.loss_fn = self._compiled(self._loss) if self.cfg.trainer.compile else self._loss
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(
+            self.cfg.trainer.precision == "bf16" and self.device.type == "cuda"))
+
+    # -- the step -----------------------------------------------------------------------------
+    def _loss(self, x: torch.Tensor, beta: torch.Tensor):
+        terms = self.model.terms(x)
+        return elbo.beta_loss(terms, beta).mean(), {k: v.mean() for k, v in terms.items()}
+
+    def train_step(self, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """One optimiser step; returns [loss, grad_norm, *term means] as one device vector."""
+        with self.autocast:
+            loss, terms = self.loss_fn(x, beta)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), math.inf)
+        self.optimizer.step()
+        if self.term_names is None:
+            self.term_names = ["loss", "grad_norm", *terms]
+        return torch.stack([loss.detach(), grad_norm, *(t.detach() for t in terms.values())])
+
+    # -- the loop -----------------------------------------------------------------------------
+    def fit(self) -> str:
+        """Train to trainer.epochs (or early stop); returns 'completed', raises Stop otherwise."""
+        t = self.cfg.trainer
+        n = len(self.data.train)
+        steps_per_epoch = math.ceil(n / t.batch_size)
+        beta = torch.zeros((), device=self.device)
+        with SignalCatcher() as signals:
+            while self.progress.epoch < t.epochs:
+                started = time.perf_counter()
+                if self.epoch_order is None:
+                    self.epoch_order = torch.randperm(n, generator=self.order_generator).to(self.device)
+                    self.epoch_sums = None
+                    self.progress.batch_in_epoch = 0
+                bar = self._progress_bar(steps_per_epoch)
+                first_bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
+                for b in range(self.progress.batch_in_epoch, steps_per_epoch):
+                    index = self.epoch_order[b * t.batch_size:(b + 1) * t.batch_size]
+                    fraction = self.progress.epoch + b / steps_per_epoch
+                    beta.fill_(elbo.warmup_beta(float(self.cfg.beta), fraction, t.kl_warmup_epochs))
+                    values = self.train_step(self.data.train_batch(index), beta)
+                    finite = torch.isfinite(values[:2]).all()
+                    first_bad_step = torch.where(finite | (first_bad_step >= 0), first_bad_step, self.progress.step + 1)
+                    self.epoch_sums = values if self.epoch_sums is None else self.epoch_sums + values
+                    self.progress.step += 1
+                    self.progress.batch_in_epoch = b + 1
+                    if (b + 1) % t.log_every == 0 or b + 1 == steps_per_epoch:
+                        self._check_finite(first_bad_step)
+                        bar.show(b + 1, self.epoch_sums / (b + 1), self.term_names)
+                    if signals.received:
+                        self._check_finite(first_bad_step)
+                        self.progress.wall_time_s += time.perf_counter() - started
+                        self.save("last.pt")
+                        raise Stop("interrupted", f"{signals.received} received at step {self.progress.step}: "
+                                   f"saved {self.run_dir / 'checkpoints' / 'last.pt'}.")
+                bar.close()
+                self._end_epoch(steps_per_epoch, n, time.perf_counter() - started)
+                if t.patience and self.progress.epoch - self.progress.best_epoch >= t.patience:
+                    print(f"Early stop: no better validation ELBO for {t.patience} epochs "
+                          f"(best {self.progress.best_val_elbo:.2f} at epoch {self.progress.best_epoch}).")
+                    break
+        return "completed"
+
+    def _end_epoch(self, steps_per_epoch: int, n: int, seconds: float) -> None:
+        p, t = self.progress, self.cfg.trainer
+        p.epoch += 1
+        p.wall_time_s += seconds
+        means = dict(zip(self.term_names, (self.epoch_sums / steps_per_epoch).tolist()))
+        means["beta"] = elbo.warmup_beta(float(self.cfg.beta), p.epoch, t.kl_warmup_epochs)
+        means["lr"] = self.optimizer.param_groups[0]["lr"]
+        means["samples_per_s"] = steps_per_epoch * t.batch_size / max(seconds, 1e-9)
+        means["elbo_bits_per_dim"] = elbo.bits_per_dim(-means["elbo"], math.prod(self.data.data_shape))
+        self.board.scalars("train", means, p.step)
+        self.epoch_order, self.epoch_sums = None, None
+        if p.epoch % t.eval_every == 0 or p.epoch == t.epochs:
+            # The per-dimension KL is not summed during training; a fixed slice of the training set gives it.
+            probe = split_terms(self.model, self.data.train[: self.cfg.eval.batch_size], self.cfg.eval.batch_size,
+                                binarize=self.data.dynamic_binarize)
+            self.board.histogram("train/kl_per_dim", probe["kl_per_dim"], p.step)
+            val = split_terms(self.model, self.data.val, self.cfg.eval.batch_size)
+            val["loss"] = elbo.beta_loss(val, means["beta"])
+            self.board.scalars("val", val, p.step)
+            if self.on_evaluation is not None:
+                with fixed_randomness(self.device):
+                    self.on_evaluation(self, val)
+            val_elbo = float(val["elbo"])
+            print(f"epoch {p.epoch:>4}/{t.epochs}  step {p.step:>7}  loss {means['loss']:9.3f}  "
+                  f"train elbo {means['elbo']:9.3f}  val elbo {val_elbo:9.3f}  ({means['samples_per_s']:,.0f} samples/s)",
+                  flush=True)
+            if val_elbo > p.best_val_elbo:
+                p.best_val_elbo, p.best_epoch = val_elbo, p.epoch
+                self.save("best.pt")
+        self.save("last.pt")
+        self.board.flush()
+
+    def _check_finite(self, first_bad_step: torch.Tensor) -> None:
+        bad = int(first_bad_step)
+        if bad >= 0:
+            raise Stop(
+                "diverged",
+                f"The loss or its gradient became NaN/inf at step {bad} (epoch {self.progress.epoch + 1}). "
+                f"checkpoints/last.pt still holds the last good state (epoch {self.progress.epoch}). "
+                f"Try a lower trainer.lr (now {self.cfg.trainer.lr}), a KL warm-up "
+                "(trainer.kl_warmup_epochs=10), or precision=fp32.",
+            )
+
+    # -- state --------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.progress.epoch,
+            "step": self.progress.step,
+            "progress": asdict(self.progress),
+            "epoch_order": None if self.epoch_order is None else self.epoch_order.cpu(),
+            "epoch_sums": None if self.epoch_sums is None else self.epoch_sums.cpu(),
+            "term_names": self.term_names,
+            "order_generator": self.order_generator.get_state(),
+            "rng": checkpoint.rng_state(),
+            "config": self._config_container(),
+            **self.extra_state,
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.progress = Progress(**state["progress"])
+        order, sums = state["epoch_order"], state["epoch_sums"]
+        self.epoch_order = None if order is None else order.to(self.device)
+        self.epoch_sums = None if sums is None else sums.to(self.device)
+        self.term_names = state["term_names"]
+        self.order_generator.set_state(state["order_generator"])
+        checkpoint.set_rng_state(state["rng"])
+
+    def save(self, name: str) -> None:
+        checkpoint.save_atomic(self.state(), self.run_dir / "checkpoints" / name)
+
+    def _config_container(self) -> dict:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(self.cfg, resolve=True)
+
+    @staticmethod
+    def _compiled(fn):
+        try:
+            return torch.compile(fn)
+        except Exception as err:  # e.g. no C compiler, or an unsupported platform
+            print(f"trainer.compile=true: torch.compile is unavailable ({err}); training uncompiled.", file=sys.stderr)
+            return fn
+
+    def _progress_bar(self, total: int):
+        return _Bar(total, self.progress.epoch + 1, self.cfg.trainer.epochs, self.progress.batch_in_epoch)
+
+
+class _Bar:
+    """A tqdm bar on a terminal; nothing between epoch lines when output goes to a file or pipe."""
+
+    def __init__(self, total: int, epoch: int, epochs: int, initial: int):
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)
+            self.last = initial
+
+    def show(self, done: int, means: torch.Tensor, names: list[str]) -> None:
+        if self.bar is None:
+            return
+        values = dict(zip(names, means.tolist()))
+        self.bar.update(done - self.last)
+        self.last = done
+        self.bar.set_postfix(loss=f"{values['loss']:.2f}", elbo=f"{values['elbo']:.2f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
