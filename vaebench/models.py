@@ -11,6 +11,7 @@ import math
 
 import torch
 from torch import nn
+from torch.distributions import Independent, Normal
 
 from vaebench import elbo
 from vaebench.errors import UserError
@@ -41,13 +42,14 @@ class LatentVariableModel(nn.Module):
         latents, layers = self.latents(x, self.prior() if p_z is None else p_z)
         return elbo.elbo_terms(self.decode(latents).log_prob(x), layers)
 
-    def log_importance_weights(self, x: torch.Tensor, p_z) -> torch.Tensor:
-        """log p(x, z) - log q(z|x) at one sample z ~ q(z|x), per point."""
-        latents, layers = self.latents(x, p_z)
-        log_w = self.decode(latents).log_prob(x)
+    def log_importance_weights(self, x: torch.Tensor, p_z, samples: int = 1) -> torch.Tensor:
+        """log p(x, z) - log q(z|x) at `samples` draws z ~ q(z|x) per point: shape (samples, batch).
+        The encoder sees each point once; only the samples are repeated."""
+        latents, layers = self.latents(x, p_z, samples)
+        log_w = self.decode(latents).log_prob(x.repeat(samples, *([1] * (x.dim() - 1))))
         for q, p, z in layers.values():
             log_w = log_w + p.log_prob(z) - q.log_prob(z)
-        return log_w
+        return log_w.view(samples, len(x))
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
@@ -71,8 +73,8 @@ class VAE(LatentVariableModel):
     def encode(self, x: torch.Tensor):
         return self.encoder(x)
 
-    def latents(self, x, p_z):
-        q = self.encode(x)
+    def latents(self, x, p_z, samples: int = 1):
+        q = repeat_samples(self.encode(x), samples)
         z = q.rsample()
         return z, {"z": (q, p_z, z)}
 
@@ -102,10 +104,11 @@ class HVAE(LatentVariableModel):
     def encode(self, x: torch.Tensor):
         return self.encoder(x)
 
-    def latents(self, x, p_z2):
-        q_z2 = self.encode(x)
+    def latents(self, x, p_z2, samples: int = 1):
+        q_z2 = repeat_samples(self.encode(x), samples)
         z2 = q_z2.rsample()
-        q_z1 = self.q_z1_head(torch.cat([self.q_z1_x(x), self.q_z1_z2(z2)], dim=-1))
+        x_features = self.q_z1_x(x).repeat(samples, 1)
+        q_z1 = self.q_z1_head(torch.cat([x_features, self.q_z1_z2(z2)], dim=-1))
         z1 = q_z1.rsample()
         return (z1, z2), {"z2": (q_z2, p_z2, z2), "z1": (q_z1, self.p_z1(z2), z1)}
 
@@ -116,6 +119,14 @@ class HVAE(LatentVariableModel):
     def sample_latents(self, n, p_z2):
         z2 = p_z2.sample((n,))
         return self.p_z1(z2).sample(), z2
+
+
+def repeat_samples(q: Independent, samples: int) -> Independent:
+    """q(z|x) with its batch repeated `samples` times (sample-major), to draw several z per point."""
+    if samples == 1:
+        return q
+    base = q.base_dist
+    return Independent(Normal(base.loc.repeat(samples, 1), base.scale.repeat(samples, 1), validate_args=False), 1)
 
 
 def build_model(cfg, data_shape: tuple[int, ...], train_data: torch.Tensor) -> LatentVariableModel:

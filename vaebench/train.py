@@ -4,6 +4,7 @@ and leave a run folder with TensorBoard events, checkpoints and metrics.json."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import sys
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from vaebench import checkpoint
 from vaebench.board import Board
 from vaebench.data import load_dataset
+from vaebench.diagnostics import split_diagnostics
 from vaebench.errors import UserError
 from vaebench.evaluate import as_floats, split_terms
 from vaebench.models import build_model
@@ -51,12 +53,13 @@ OmegaConf.register_new_resolver("vaebench_output_subdir", lambda resume: None if
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        run(cfg, run_dir, list(hydra_cfg.overrides.task), hydra_cfg.job.override_dirname, multirun)
+        result = run(cfg, run_dir, list(hydra_cfg.overrides.task), hydra_cfg.job.override_dirname, multirun)
+        return sweep_objective(result)
     except UserError as err:
         _write_json(run_dir / "metrics.json", {"status": "failed", "error": str(err)})
         print(f"\nvaebench: {err}\n", file=sys.stderr)
@@ -64,6 +67,15 @@ def main(cfg: DictConfig) -> None:
             sys.exit(2)
         print(f"(this run of the sweep failed and is recorded in {run_dir}/metrics.json; the sweep goes on)",
               file=sys.stderr)
+        return math.nan
+
+
+def sweep_objective(result: dict) -> float:
+    """What a Hydra sweeper (Optuna) maximises: the final validation ELBO; NaN for a run that did not
+    complete, which Optuna records as a failed trial while the study goes on."""
+    if result.get("status") != "completed":
+        return math.nan
+    return float(result["val"]["elbo"])
 
 
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multirun: bool) -> dict:
@@ -87,7 +99,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
     board = Board(board_dir, purge_step=state["step"] if state else None)
 
     def on_evaluation(trainer: Trainer, val_terms: dict) -> None:
-        log_pictures(board, model, data.val, trainer.progress.step)
+        log_pictures(board, model, data.val, trainer.progress.step, data.val_labels, val_terms.get("kl_per_dim"))
 
     trainer = Trainer(model, data, cfg, run_dir, board, on_evaluation, extra_state={"board_dir": board_dir.name})
     if state:
@@ -135,15 +147,22 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
 
 
 def final_metrics(model, data, cfg, run_dir: Path, device) -> dict:
-    """Every term on every split, from the best checkpoint (best validation ELBO)."""
+    """Every term on every split from the best checkpoint (best validation ELBO); the surgery terms
+    on val and test, and the importance-weighted log p(x) on test."""
     best = run_dir / "checkpoints" / "best.pt"
     if best.exists():
         model.load_state_dict(checkpoint.load(best, device)["model"])
-    return {
-        split: as_floats(split_terms(model, data.split(split), cfg.eval.batch_size,
-                                     binarize=split == "train" and data.dynamic_binarize))
-        for split in ("train", "val", "test")
-    }
+    metrics = {}
+    for split in ("train", "val", "test"):
+        x = data.split(split)
+        metrics[split] = as_floats(split_terms(model, x, cfg.eval.batch_size,
+                                               binarize=split == "train" and data.dynamic_binarize))
+        if split != "train":
+            iw_samples = cfg.eval.iw_samples if split == "test" else 0
+            metrics[split].update(split_diagnostics(model, x, cfg.eval.batch_size, iw_samples))
+    if "log_likelihood" in metrics["test"]:
+        metrics["test"]["posterior_kl"] = metrics["test"]["log_likelihood"] - metrics["test"]["elbo"]
+    return metrics
 
 
 def _resumed_config(state: dict, cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -167,7 +186,9 @@ def _board_name(label: str) -> str:
 
 def _hparams(cfg: DictConfig) -> dict:
     return {
-        "prior": cfg.prior.name, "K": cfg.prior.get("K") or 0, "beta": float(cfg.beta),
+        # K=0 where the prior has no components, even when a sweep grid sets prior.K for every prior.
+        "prior": cfg.prior.name, "K": (cfg.prior.get("K") or 0) if cfg.prior.name != "standard" else 0,
+        "beta": float(cfg.beta),
         "latent_dim": cfg.model.latent_dim, "model": cfg.model.name, "dataset": cfg.dataset.name,
         "seed": cfg.seed, "lr": float(cfg.trainer.lr),
     }
@@ -188,10 +209,12 @@ def _write_json(path: Path, payload: dict) -> None:
 
 def _print_summary(result: dict, run_dir: Path, board_dir: Path, multirun: bool) -> None:
     terms = [t for t in ("elbo", "reconstruction", "kl", "log_joint", "entropy", "log_likelihood",
-                         "mutual_info", "marginal_kl", "active_units") if t in result["val"]]
+                         "posterior_kl", "mutual_info", "marginal_kl", "active_units")
+             if any(t in result[split] for split in ("train", "val", "test"))]
     print(f"\nFinal terms (nats per point; best checkpoint, epoch {result['best_epoch']}):")
     print(f"{'split':<6}" + "".join(f"{t:>16}" for t in terms))
     for split in ("train", "val", "test"):
-        print(f"{split:<6}" + "".join(f"{result[split].get(t, float('nan')):>16.3f}" for t in terms))
+        print(f"{split:<6}" + "".join(f"{result[split][t]:>16.3f}" if t in result[split] else f"{'-':>16}"
+                                      for t in terms))
     print(f"\nOutputs:      {run_dir}  (metrics.json, checkpoints/best.pt, checkpoints/last.pt)")
     print(f"TensorBoard:  tensorboard --logdir {run_dir if not multirun else run_dir.parent}")

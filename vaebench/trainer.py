@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from vaebench import checkpoint, elbo
+from vaebench.diagnostics import split_diagnostics
 from vaebench.evaluate import fixed_randomness, split_terms
 
 
@@ -162,6 +163,9 @@ class Trainer:
             self.board.histogram("train/kl_per_dim", probe["kl_per_dim"], p.step)
             val = split_terms(self.model, self.data.val, self.cfg.eval.batch_size)
             val["loss"] = elbo.beta_loss(val, means["beta"])
+            surgery_every = self.cfg.eval.surgery_every
+            if surgery_every and (p.epoch // t.eval_every) % surgery_every == 0:
+                val.update(split_diagnostics(self.model, self.data.val, self.cfg.eval.batch_size))
             self.board.scalars("val", val, p.step)
             if self.on_evaluation is not None:
                 with fixed_randomness(self.device):

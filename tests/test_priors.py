@@ -1,0 +1,87 @@
+"""Each prior is a normalised density, agrees with torch.distributions, and samples what it scores."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+
+from vaebench.nets import MLPEncoder
+from vaebench.priors import DiagonalGaussianMixture, MixturePrior, StandardPrior, VampPrior
+
+
+def reference_mixture(m: DiagonalGaussianMixture) -> MixtureSameFamily:
+    return MixtureSameFamily(Categorical(logits=m.log_weights), Independent(Normal(m.loc, m.scale), 1))
+
+
+@pytest.mark.parametrize("scale_range", [(0.05, 0.2), (0.5, 3.0)])
+def test_mixture_log_prob_matches_mixture_same_family(scale_range):
+    torch.manual_seed(0)
+    low, high = scale_range
+    m = DiagonalGaussianMixture(torch.randn(7), torch.randn(7, 5), low + (high - low) * torch.rand(7, 5))
+    z = torch.randn(3, 11, 5) * 1.5
+    assert torch.allclose(m.log_prob(z), reference_mixture(m).log_prob(z), atol=2e-3, rtol=1e-5)
+
+
+def test_mixture_marginals_match_one_dimensional_mixtures():
+    torch.manual_seed(1)
+    m = DiagonalGaussianMixture(torch.randn(4), torch.randn(4, 3), torch.rand(4, 3) + 0.2)
+    z = torch.randn(9, 3)
+    for j in range(3):
+        one_d = MixtureSameFamily(Categorical(logits=m.log_weights), Normal(m.loc[:, j], m.scale[:, j]))
+        assert torch.allclose(m.marginal_log_prob(z)[:, j], one_d.log_prob(z[:, j]), atol=1e-5)
+
+
+def test_mixture_density_integrates_to_one():
+    torch.manual_seed(2)
+    m = MixturePrior(latent_dim=2, K=5)()
+    grid = torch.linspace(-9, 9, 601)
+    z = torch.stack(torch.meshgrid(grid, grid, indexing="ij"), dim=-1)
+    cell = (grid[1] - grid[0]) ** 2
+    assert float(m.log_prob(z).detach().exp().sum() * cell) == pytest.approx(1.0, abs=2e-3)
+
+
+def test_mixture_samples_follow_its_density():
+    """The mean log-density of our samples equals that of the reference's samples (minus the entropy)."""
+    torch.manual_seed(3)
+    m = DiagonalGaussianMixture(torch.randn(6), 3 * torch.randn(6, 4), torch.rand(6, 4) + 0.3)
+    ours = m.log_prob(m.sample((40000,)))
+    theirs = m.log_prob(reference_mixture(m).sample((40000,)))
+    standard_error = math.sqrt((ours.var() + theirs.var()) / 40000)
+    assert abs(float(ours.mean() - theirs.mean())) < 4 * standard_error
+    assert m.sample((5,)).shape == (5, 4)
+
+
+def test_standard_prior_is_a_scaled_normal():
+    p = StandardPrior(latent_dim=3, sigma=2.0)()
+    z = torch.randn(10, 3)
+    assert torch.allclose(p.log_prob(z), Normal(0.0, 2.0).log_prob(z).sum(-1))
+
+
+def test_mog_with_one_component_is_a_gaussian():
+    prior = MixturePrior(latent_dim=3, K=1)
+    p = prior()
+    z = torch.randn(10, 3)
+    gaussian = Independent(Normal(prior.loc[0], p.scale[0]), 1)
+    assert torch.allclose(p.log_prob(z), gaussian.log_prob(z), atol=1e-5)
+
+
+def test_vamp_prior_with_one_pseudo_input_is_its_posterior():
+    torch.manual_seed(4)
+    encoder = MLPEncoder((1, 4, 4), hidden_dim=8, latent_dim=3)
+    prior = VampPrior(encoder, (1, 4, 4), K=1)
+    q_u = encoder(prior.pseudo_inputs)
+    z = torch.randn(10, 3)
+    assert torch.allclose(prior().log_prob(z), Independent(Normal(q_u.base_dist.loc[0], q_u.base_dist.scale[0]), 1).log_prob(z), atol=1e-4)
+
+
+def test_vamp_prior_pseudo_inputs_stay_in_the_data_range_and_learn():
+    torch.manual_seed(5)
+    encoder = MLPEncoder((1, 4, 4), hidden_dim=8, latent_dim=3)
+    prior = VampPrior(encoder, (1, 4, 4), K=6, init=torch.rand(6, 1, 4, 4), learn_weights=True)
+    u = prior.pseudo_inputs
+    assert u.shape == (6, 1, 4, 4) and float(u.min()) >= 0 and float(u.max()) <= 1
+    prior().log_prob(torch.randn(5, 3)).sum().backward()
+    assert prior.raw_inputs.grad is not None and prior.logits.grad is not None
+    assert not any(p is prior.raw_inputs for p in encoder.parameters())
+    assert len(list(prior.parameters())) == 2  # the encoder is shared, not owned

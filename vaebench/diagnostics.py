@@ -1,0 +1,121 @@
+"""Diagnostics of a trained model over a whole split, per data point, in nats.
+
+ELBO surgery (Hoffman & Johnson 2016): with the aggregate posterior q(z) = 1/N sum_n q(z|x_n),
+
+    avg_n KL(q(z|x_n) || p(z)) = I_q(n; z) + KL(q(z) || p(z)),      0 <= I_q(n; z) <= log N,
+
+and for a factorised prior (Chen et al. 2018) KL(q(z) || p(z)) = TC + sum_j KL(q(z_j) || p(z_j)).
+q(z) here is the exact mixture over all N points of the split, evaluated in chunks of rows as matrix
+products, never a minibatch approximation. Every estimate uses one sample z_n ~ q(z|x_n) per point.
+
+Only `encode(x) -> q(z|x)`, `prior() -> p(z)` and `log_importance_weights(x, p_z)` of a model are
+used. For the two-level model the surgery terms concern the top layer z2 (its q(z2|x) and p(z2)),
+and `log_likelihood` the joint (z1, z2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.distributions import Independent, Normal
+
+from vaebench.evaluate import chunks, fixed_randomness
+from vaebench.priors import DiagonalGaussianMixture
+
+# Elements of one chunk's pairwise matrix: bounds memory at O(chunk * N) whatever N is.
+PAIRWISE_BUDGET = 1 << 24
+
+
+def aggregate_log_density(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """log q(z) for each row of z (M, D), with q = 1/N sum_n N(loc_n, diag scale_n^2): shape (M,)."""
+    mixture = DiagonalGaussianMixture(torch.zeros(len(loc), device=loc.device), loc, scale)
+    rows = max(1, PAIRWISE_BUDGET // len(loc))
+    return torch.cat([mixture.log_prob(block) for block in chunks(z, rows)])
+
+
+def aggregate_marginal_log_density(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """log q(z_j) of each coordinate under the aggregate's 1-D marginals: shape (M, D).
+
+    Per dimension the squared distances of all pairs are one batched matrix product over (z^2, z, 1)."""
+    n, d = loc.shape
+    precision = scale.pow(-2)
+    # (D, 3, N): for dimension j, [1/s^2, -2 mu/s^2, mu^2/s^2] of every component n
+    weights = torch.stack([precision, -2 * loc * precision, loc.pow(2) * precision], dim=1).permute(2, 1, 0)
+    constant = (-scale.log() - 0.5 * math.log(2 * math.pi)).T.unsqueeze(1)  # (D, 1, N)
+    rows = max(1, PAIRWISE_BUDGET // (n * d))
+    out = []
+    for block in chunks(z, rows):
+        features = torch.stack([block.pow(2), block, torch.ones_like(block)], dim=-1).permute(1, 0, 2)  # (D, m, 3)
+        log_densities = constant - 0.5 * torch.bmm(features, weights)  # (D, m, N)
+        out.append((torch.logsumexp(log_densities, dim=-1) - math.log(n)).T)
+    return torch.cat(out)
+
+
+def elbo_surgery(
+    loc: torch.Tensor,
+    scale: torch.Tensor,
+    z: torch.Tensor,
+    log_p_z: torch.Tensor,
+    log_p_z_dims: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """The surgery terms from the posteriors q(z|x_n) = N(loc_n, scale_n^2) of a whole split, one
+    sample z_n from each, and the prior's log-density at those samples (`log_p_z_dims`: per
+    dimension, for a factorised prior, to split the marginal KL into TC + dimension-wise KL)."""
+    n = len(loc)
+    log_q_z_given_x = Independent(Normal(loc, scale), 1).log_prob(z)
+    log_q_z = aggregate_log_density(z, loc, scale)
+    log_q_z_dims = aggregate_marginal_log_density(z, loc, scale)
+    terms = {
+        "mutual_info": (log_q_z_given_x - log_q_z).mean(),
+        "marginal_kl": (log_q_z - log_p_z).mean(),
+        "mutual_info_max": torch.tensor(math.log(n)),
+        "total_correlation": (log_q_z - log_q_z_dims.sum(-1)).mean(),
+    }
+    if log_p_z_dims is not None:
+        terms["dimwise_kl"] = (log_q_z_dims - log_p_z_dims).sum(-1).mean()
+    return {name: float(value) for name, value in terms.items()}
+
+
+def active_units(loc: torch.Tensor, threshold: float = 0.01) -> int:
+    """#{u : Cov_x(E_q[z_u | x]) > threshold} (Burda et al. 2015)."""
+    return int((loc.var(dim=0) > threshold).sum())
+
+
+def importance_weighted_log_likelihood(log_weights, x: torch.Tensor, samples: int, max_rows: int = 20000) -> torch.Tensor:
+    """log p(x) ~ log 1/S sum_s w_s, w_s = p(x, z_s) / q(z_s|x), z_s ~ q(z|x), per point: shape (N,).
+
+    `log_weights(x_block, s)` returns log w of shape (s, len(x_block)). Points and samples are
+    chunked so that one call sees at most `max_rows` (sample, point) pairs."""
+    points_per_chunk = max(1, max_rows // samples)
+    samples_per_call = max(1, min(samples, max_rows // points_per_chunk))
+    result = []
+    for block in chunks(x, points_per_chunk):
+        log_w = [log_weights(block, min(samples_per_call, samples - start)) for start in range(0, samples, samples_per_call)]
+        result.append(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(samples))
+    return torch.cat(result)
+
+
+@torch.no_grad()
+def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int = 0) -> dict[str, float]:
+    """Surgery, TC, dimension-wise KL (factorised priors), active units and, when `iw_samples` > 0,
+    the importance-weighted log-likelihood, for the split `x` (already binarised)."""
+    model.eval()
+    with fixed_randomness(x.device):
+        p_z = model.prior()
+        posteriors = [model.encode(block) for block in chunks(x, batch_size)]
+        loc = torch.cat([q.base_dist.loc for q in posteriors]).float()
+        scale = torch.cat([q.base_dist.scale for q in posteriors]).float()
+        z = loc + scale * torch.randn_like(loc)
+        log_p_z = p_z.log_prob(z)
+        factorised = isinstance(p_z, Independent) and isinstance(p_z.base_dist, Normal)
+        log_p_z_dims = p_z.base_dist.log_prob(z) if factorised else None
+        result = elbo_surgery(loc, scale, z, log_p_z, log_p_z_dims)
+        result["active_units"] = active_units(loc)
+        if iw_samples > 0:
+            log_px = importance_weighted_log_likelihood(
+                lambda block, s: model.log_importance_weights(block, p_z, s), x, iw_samples,
+                max_rows=max(batch_size, 20000))
+            result["log_likelihood"] = float(log_px.mean())
+    model.train()
+    return result
