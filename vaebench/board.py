@@ -13,7 +13,8 @@ from torchvision.utils import make_grid
 
 class Board:
     def __init__(self, log_dir: Path, purge_step: int | None = None):
-        # purge_step: a resumed run drops whatever an earlier attempt logged after its checkpoint.
+        # purge_step: a resumed run drops whatever an earlier attempt logged after its checkpoint
+        # (from that step on; the checkpoint step itself was logged before the checkpoint was written).
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def scalars(self, split: str, values: dict[str, float | torch.Tensor], step: int) -> None:

@@ -3,10 +3,12 @@ and leave a run folder with TensorBoard events, checkpoints and metrics.json."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -58,16 +60,65 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        result = run(cfg, run_dir, list(hydra_cfg.overrides.task), hydra_cfg.job.override_dirname, multirun)
+        with _sigterm_as_ctrl_c():
+            result = run(cfg, run_dir, list(hydra_cfg.overrides.task), hydra_cfg.job.override_dirname, multirun)
         return sweep_objective(result)
+    except KeyboardInterrupt:
+        _interrupted_outside_training(cfg, run_dir)
     except UserError as err:
-        _write_json(run_dir / "metrics.json", {"status": "failed", "error": str(err)})
+        _record_failure(cfg, run_dir, str(err))
         print(f"\nvaebench: {err}\n", file=sys.stderr)
         if not multirun:
             sys.exit(2)
         print(f"(this run of the sweep failed and is recorded in {run_dir}/metrics.json; the sweep goes on)",
               file=sys.stderr)
         return math.nan
+    except Exception as err:
+        _record_failure(cfg, run_dir, f"{type(err).__name__}: {err}")
+        raise  # a bug rather than bad input: its traceback is what a report needs; Hydra goes on with a sweep
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM (what SLURM sends before preemption) stops data loading or the final evaluation as Ctrl-C
+    does; inside the training loop the Trainer catches both and writes a checkpoint first."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread (a parallel launcher's worker): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted_outside_training(cfg: DictConfig, run_dir: Path) -> None:
+    """Nothing to save: checkpoints/last.pt, when there is one, already holds the latest state."""
+    can_resume = (run_dir / "checkpoints" / "last.pt").is_file()
+    message = "Interrupted " + ("after training; the final evaluation did not finish." if can_resume
+                                else "before training started; there is nothing to resume.")
+    if not cfg.resume or _status(run_dir) == "running":
+        _write_json(run_dir / "metrics.json", {"status": "interrupted", "message": message})
+    print(f"\nvaebench: {message}", file=sys.stderr)
+    if can_resume:
+        print(f"Resume with:  vaebench train resume={run_dir}", file=sys.stderr)
+    sys.exit(130)
+
+
+def _record_failure(cfg: DictConfig, run_dir: Path, error: str) -> None:
+    """metrics.json says the run failed; a resume that fails before it starts training leaves the
+    earlier run's record as it was."""
+    if cfg.resume and _status(run_dir) != "running":
+        return
+    _write_json(run_dir / "metrics.json", {"status": "failed", "error": error})
+
+
+def _status(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def sweep_objective(result: dict) -> float:
@@ -81,7 +132,7 @@ def sweep_objective(result: dict) -> float:
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multirun: bool) -> dict:
     state = None
     if cfg.resume:
-        state = checkpoint.load(Path(str(cfg.resume)) / "checkpoints" / "last.pt")
+        state = checkpoint.load(_resume_checkpoint(cfg.resume))
         cfg = _resumed_config(state, cfg, overrides)
     validate_config(cfg)
     if cfg.prior.name == "standard" and cfg.prior.get("K") is not None:
@@ -89,14 +140,14 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
     _seed_everything(int(cfg.seed))
     device = device_for(cfg)
     data = load_dataset(cfg.dataset, int(cfg.seed))
-    validate_data(cfg, data.train)
+    validate_data(cfg, data.train, data.val, data.test)
     data = data.to(device)
     model = build_model(cfg, data.data_shape, data.train).to(device)
     if device.type == "cuda" and cfg.model.name == "conv":
         torch.backends.cudnn.benchmark = True
 
     board_dir = run_dir / (state["board_dir"] if state else _board_name(label))
-    board = Board(board_dir, purge_step=state["step"] if state else None)
+    board = Board(board_dir, purge_step=state["step"] + 1 if state else None)
 
     def on_evaluation(trainer: Trainer, val_terms: dict) -> None:
         log_pictures(board, model, data.val, trainer.progress.step, data.val_labels, val_terms.get("kl_per_dim"))
@@ -123,8 +174,10 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
         print(f"\nvaebench: {stop.message}", file=sys.stderr)
         if stop.status == "interrupted":
             print(f"Resume with:  vaebench train resume={run_dir}", file=sys.stderr)
+            # A sweep stops too: Ctrl-C and SLURM's SIGTERM are meant for the whole process.
+            sys.exit(130)
         if not multirun:
-            sys.exit(130 if stop.status == "interrupted" else 3)
+            sys.exit(3)
         return {"status": stop.status}
 
     metrics = final_metrics(model, data, cfg, run_dir, device)
@@ -163,6 +216,16 @@ def final_metrics(model, data, cfg, run_dir: Path, device) -> dict:
     if "log_likelihood" in metrics["test"]:
         metrics["test"]["posterior_kl"] = metrics["test"]["log_likelihood"] - metrics["test"]["elbo"]
     return metrics
+
+
+def _resume_checkpoint(resume) -> Path:
+    last = Path(str(resume)) / "checkpoints" / "last.pt"
+    if not last.is_file():
+        raise UserError(
+            f"resume={resume}: there is no checkpoint {last}. resume= takes the folder of an earlier run, "
+            "the one that holds checkpoints/last.pt (e.g. resume=outputs/2026-11-25/10-00-00)."
+        )
+    return last
 
 
 def _resumed_config(state: dict, cfg: DictConfig, overrides: list[str]) -> DictConfig:

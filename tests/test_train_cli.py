@@ -1,0 +1,149 @@
+"""`vaebench train` and `vaebench eval` end to end, through the real command line."""
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import TINY, read_metrics, run_cli, run_dirs
+
+TERMS = ("elbo", "reconstruction", "kl", "loss", "log_joint", "entropy", "elbo_bits_per_dim")
+SURGERY = ("mutual_info", "marginal_kl", "total_correlation", "dimwise_kl", "active_units")
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    (board_dir,) = {f.parent for f in run_dir.rglob("events.out.tfevents.*")}  # a resumed run adds files here
+    accumulator = EventAccumulator(str(board_dir), size_guidance={"scalars": 0, "images": 0, "histograms": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    root = tmp_path_factory.mktemp("train")
+    proc = run_cli(["train", *TINY], cwd=root)
+    (run_dir,) = run_dirs(root)
+    return run_dir, proc
+
+
+def test_a_run_logs_every_term_for_train_and_val(trained):
+    run_dir, proc = trained
+    tags = events(run_dir).Tags()
+    for split in ("train", "val"):
+        for term in TERMS:
+            assert f"{split}/{term}" in tags["scalars"], f"{split}/{term} missing"
+        assert f"{split}/kl_per_dim" in tags["histograms"]
+    for tag in ("train/beta", "train/lr", "train/grad_norm", "train/samples_per_s", *(f"val/{t}" for t in SURGERY)):
+        assert tag in tags["scalars"], tag
+    assert {"images/reconstructions", "images/prior_samples"} <= set(tags["images"])
+    assert f"tensorboard --logdir {run_dir}" in proc.stdout
+
+
+def test_a_run_writes_checkpoints_and_metrics(trained):
+    run_dir, _ = trained
+    assert (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / "checkpoints" / "best.pt").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2
+    for split in ("train", "val", "test"):
+        values = metrics[split]
+        assert values["elbo"] == pytest.approx(values["reconstruction"] - values["kl"], abs=1e-3)
+        assert values["kl"] >= 0
+    assert metrics["test"]["posterior_kl"] == pytest.approx(metrics["test"]["log_likelihood"] - metrics["test"]["elbo"])
+    assert 0 <= metrics["val"]["mutual_info"] <= metrics["val"]["mutual_info_max"]
+    assert metrics["config"]["model"]["latent_dim"] == 4
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert {"model", "optimizer", "epoch", "step", "rng", "config"} <= set(state)
+
+
+def test_resume_continues_the_same_run_and_its_steps(tmp_path):
+    run_cli(["train", *TINY, "trainer.epochs=1"], cwd=tmp_path)
+    (run_dir,) = run_dirs(tmp_path)
+    proc = run_cli(["train", f"resume={run_dir}", "trainer.epochs=2"], cwd=tmp_path)
+    assert "Resuming" in proc.stdout
+    assert run_dirs(tmp_path) == [run_dir]  # no new folder
+    assert read_metrics(run_dir)["epochs"] == 2
+    steps = [event.step for event in events(run_dir).Scalars("val/elbo")]
+    assert steps == sorted(set(steps)) and len(steps) == 2 and steps[1] == 2 * steps[0]
+    assert json.loads((run_dir / "metrics.json").read_text())["config"]["model"]["latent_dim"] == 4
+
+
+def test_multirun_makes_one_folder_per_run(tmp_path):
+    run_cli(["train", "-m", *TINY, "trainer.epochs=1", "beta=1,4"], cwd=tmp_path)
+    runs = run_dirs(tmp_path)
+    assert len(runs) == 2 and all("multirun" in str(r) for r in runs)
+    assert sorted(read_metrics(r)["config"]["beta"] for r in runs) == [1.0, 4.0]
+
+
+def test_npz_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "toy.npz", x=(rng.random((120, 12, 12)) * 255).astype(np.uint8), y=rng.integers(0, 3, 120))
+    run_cli(["train", *TINY, "trainer.epochs=1", "dataset=npz", "dataset.path=toy.npz", "model=conv"], cwd=tmp_path)
+    (run_dir,) = run_dirs(tmp_path)
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed"
+    assert metrics["config"]["dataset"]["name"] == "npz"
+
+
+def test_mnist_offline_gives_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # no network, whatever the machine has
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    proc = run_cli(["train", *TINY, "dataset=mnist", f"dataset.root={tmp_path / 'nothing'}"], cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "dataset.root" in proc.stderr and "dataset=npz" in proc.stderr and "train-images-idx3-ubyte" in proc.stderr
+
+
+@pytest.mark.parametrize("model,prior", [("hvae", "vamp"), ("mlp", "mog")])
+def test_every_prior_and_model_trains(tmp_path, model, prior):
+    run_cli(["train", *TINY, "trainer.epochs=1", f"model={model}", f"prior={prior}", "prior.K=5",
+             "trainer.kl_warmup_epochs=2", "beta=2"], cwd=tmp_path)
+    (run_dir,) = run_dirs(tmp_path)
+    metrics = read_metrics(run_dir)
+    if model == "hvae":
+        assert metrics["val"]["kl"] == pytest.approx(metrics["val"]["kl_z1"] + metrics["val"]["kl_z2"], abs=1e-3)
+    tags = events(run_dir).Tags()
+    if prior == "vamp":
+        assert "prior/pseudo_inputs" in tags["images"]
+    assert events(run_dir).Scalars("train/beta")[0].value == pytest.approx(1.0)  # half-way through a 2-epoch warm-up
+
+
+def test_eval_command_writes_eval_json(trained):
+    run_dir, _ = trained
+    proc = run_cli(["eval", str(run_dir), "eval.split=val", "eval.max_points=100", "eval.iw_samples=20"], cwd=run_dir)
+    result = json.loads((run_dir / "checkpoints" / "eval.json").read_text())
+    assert result["points"] == 100 and result["split"] == "val"
+    values = result["val"]
+    assert values["posterior_kl"] == pytest.approx(values["log_likelihood"] - values["elbo"])
+    assert "log_likelihood" in proc.stdout
+    assert "eval/val/log_likelihood" in events(run_dir).Tags()["scalars"]
+
+
+def test_help_lists_the_config_groups(tmp_path):
+    assert "train" in run_cli(["--help"], cwd=tmp_path).stdout
+    out = run_cli(["train", "--help"], cwd=tmp_path).stdout
+    for group in ("dataset", "model", "prior", "trainer"):
+        assert group in out
+    assert "vamp" in out and "mnist5k" in out
+
+
+def test_experiment_configs_compose_with_a_dataset_override(tmp_path):
+    out = run_cli(["train", "+experiment=hvae_vampprior_mnist", "dataset=mnist5k", "--cfg", "job"], cwd=tmp_path).stdout
+    assert "name: hvae" in out and "name: vamp" in out and "K: 500" in out and "kl_warmup_epochs: 100" in out
+    assert "name: mnist5k" in out
+
+
+def test_the_wheel_ships_the_configs(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(root)],
+                   check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("vaebench-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for config in ("config.yaml", "prior/vamp.yaml", "dataset/mnist5k.yaml", "experiment/vampprior_mnist.yaml"):
+        assert f"vaebench/conf/{config}" in names

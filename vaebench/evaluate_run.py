@@ -1,0 +1,97 @@
+"""`vaebench eval RUN_DIR [OVERRIDES]`: every ELBO term and diagnostic of a trained run on one split,
+as a table, as checkpoints/eval.json and in the run's TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from vaebench import checkpoint
+from vaebench.board import Board
+from vaebench.data import load_dataset
+from vaebench.diagnostics import split_diagnostics
+from vaebench.errors import UserError
+from vaebench.evaluate import as_floats, split_terms
+from vaebench.models import build_model
+from vaebench.validate import device_for, validate_config
+
+USAGE = "usage: vaebench eval RUN_DIR [checkpoint=best|last] [eval.split=train|val|test] [eval.max_points=N] [eval.iw_samples=S] [trainer.device=cpu]"
+ALLOWED = ("checkpoint", "eval.", "trainer.device")
+
+
+def evaluate_run(argv: list[str]) -> dict:
+    if not argv or argv[0].startswith("-") or "=" in argv[0]:
+        raise UserError(f"vaebench eval needs a run folder first.\n{USAGE}")
+    run_dir, overrides = Path(argv[0]), argv[1:]
+    options = _parse(overrides)
+    which = options.pop("checkpoint", "best")
+    if which not in ("best", "last"):
+        raise UserError(f"checkpoint={which!r} is not valid; choose best or last.")
+    path = run_dir / "checkpoints" / f"{which}.pt"
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no checkpoints/{which}.pt; is it a vaebench run folder?")
+    state = checkpoint.load(path)
+    cfg = OmegaConf.create(state["config"])
+    for key, value in options.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    validate_config(cfg)
+    device = device_for(cfg)
+
+    torch.manual_seed(int(cfg.seed))
+    data = load_dataset(cfg.dataset, int(cfg.seed))
+    split = cfg.eval.split
+    x = data.split(split)
+    if cfg.eval.max_points:
+        x = x[: cfg.eval.max_points]
+    x = x.to(device)
+    binarize = split == "train" and data.dynamic_binarize
+    if binarize:  # one fixed binarisation, as in training's final metrics
+        x = torch.bernoulli(x, generator=torch.Generator(device).manual_seed(int(cfg.seed)))
+    model = build_model(cfg, data.data_shape, data.train).to(device)
+    model.load_state_dict(state["model"])
+
+    started = time.perf_counter()
+    terms = as_floats(split_terms(model, x, cfg.eval.batch_size))
+    terms.update(split_diagnostics(model, x, cfg.eval.batch_size, cfg.eval.iw_samples))
+    if "log_likelihood" in terms:
+        terms["posterior_kl"] = terms["log_likelihood"] - terms["elbo"]
+    seconds = time.perf_counter() - started
+
+    result = {"split": split, "points": len(x), "checkpoint": str(path), "epoch": state["epoch"],
+              "step": state["step"], "iw_samples": cfg.eval.iw_samples, "seconds": seconds, split: terms}
+    out = path.parent / "eval.json"
+    out.write_text(json.dumps(result, indent=2))
+    if "board_dir" in state:
+        board = Board(run_dir / state["board_dir"])
+        board.scalars(f"eval/{split}", terms, state["step"])
+        board.close()
+    _print_table(result, terms, out)
+    return result
+
+
+def _parse(overrides: list[str]) -> dict:
+    options = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.startswith(ALLOWED):
+            raise UserError(f"{item!r} is not an eval option. {USAGE}")
+        options[key] = _number_or_text(text)
+    return options
+
+
+def _number_or_text(text: str):
+    """Values as YAML reads them: 100 -> int, 0.5 -> float, null -> None, val -> 'val'."""
+    return OmegaConf.create(f"v: {text}")["v"]
+
+
+def _print_table(result: dict, terms: dict, out: Path) -> None:
+    print(f"{result['split']} split, {result['points']} points, {result['checkpoint']} "
+          f"(epoch {result['epoch']}), {result['seconds']:.1f} s")
+    width = max(map(len, terms))
+    for name, value in terms.items():
+        print(f"  {name:<{width}}  {value:12.4f}")
+    print(f"Wrote {out}")
