@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 
@@ -18,11 +19,15 @@ def save_atomic(state: dict, path: Path) -> None:
     """Write to a temporary file, fsync, rename: a kill at any instant leaves the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written file must not linger beside the good one
+        raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
@@ -37,6 +42,11 @@ def load(path: Path, device: torch.device | str = "cpu") -> dict:
         raise UserError(f"There is no checkpoint at {path}.")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(
+            f"Refusing to read {path}: it holds pickled Python objects besides tensors, and unpickling them "
+            "could run code (vaebench loads checkpoints with weights_only=True). It is not a vaebench checkpoint."
+        ) from None
     except Exception as err:
         raise UserError(
             f"Cannot read the checkpoint {path}: it is truncated, corrupt or not a vaebench checkpoint "

@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     if command == "train":
         from vaebench import train
+        from vaebench.errors import UserError
+        from vaebench.validate import validate_choices
 
+        _run_user_command(lambda: validate_choices(rest, train.config_dir()), UserError)
         sys.argv = ["vaebench train", *rest]
         train.main()
     elif command == "eval":

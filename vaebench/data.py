@@ -81,11 +81,25 @@ def load_dataset(cfg, seed: int) -> Dataset:
         pools = _split_pool(x, y, cfg.val_size, cfg.test_size, seed)
     (train, train_y), (val, val_y), (test, test_y) = pools
     if cfg.binarize != "none":
+        _require_probabilities(cfg, train, val, test)
         generator = torch.Generator().manual_seed(seed)
         val, test = (torch.bernoulli(t, generator=generator) for t in (val, test))
         if cfg.binarize == "static":
             train = torch.bernoulli(train, generator=generator)
     return Dataset(name, train, val, test, train_y, val_y, test_y, dynamic_binarize=cfg.binarize == "dynamic")
+
+
+def _require_probabilities(cfg, *splits: torch.Tensor) -> None:
+    """Binarising draws Bernoulli(x) images, so every value must be a probability."""
+    splits = [x for x in splits if x.numel()]
+    low, high = min(float(x.min()) for x in splits), max(float(x.max()) for x in splits)
+    if low < 0 or high > 1:
+        source = f"dataset.path={str(cfg.path)!r}" if cfg.name == "npz" else f"dataset={cfg.name}"
+        raise UserError(
+            f"{source}: values lie in [{low:g}, {high:g}], but dataset.binarize={cfg.binarize} draws "
+            "Bernoulli images from them and needs values in [0, 1]. Rescale the data to [0, 1] (uint8 "
+            "arrays are divided by 255 for you), or use dataset.binarize=none model.likelihood=gaussian."
+        )
 
 
 def _split_pool(x, y, val_size, test_size, seed):
@@ -172,17 +186,20 @@ def _npz(path) -> tuple[torch.Tensor, torch.Tensor | None]:
     try:
         arrays = np.load(file)
         names = list(arrays.files)
+        # Inside the try: an object array raises here, as np.load runs no pickled code (allow_pickle=False).
+        x = arrays["x"] if "x" in names else None
     except Exception as err:
         raise UserError(f"dataset.path={str(path)!r} is not a readable .npz file ({type(err).__name__}: {err}).") from None
-    if "x" not in names:
+    if x is None:
         raise UserError(f"dataset.path={str(path)!r} has no array `x` (it has: {', '.join(names) or 'nothing'}).")
-    x = arrays["x"]
     if x.ndim not in (2, 3, 4) or len(x) < 3:
         raise UserError(
             f"dataset.path={str(path)!r}: array `x` has shape {x.shape}; expected (N,D), (N,H,W) or (N,C,H,W) with N >= 3."
         )
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / 255.0
+    elif x.dtype == np.bool_:  # binary images stored as booleans
+        x = x.astype(np.float32)
     if not np.issubdtype(x.dtype, np.number):
         raise UserError(f"dataset.path={str(path)!r}: array `x` has dtype {x.dtype}; expected numbers.")
     x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))

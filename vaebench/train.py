@@ -72,7 +72,7 @@ def main(cfg: DictConfig) -> float:
             sys.exit(2)
         print(f"(this run of the sweep failed and is recorded in {run_dir}/metrics.json; the sweep goes on)",
               file=sys.stderr)
-        return math.nan
+        return -math.inf
     except Exception as err:
         _record_failure(cfg, run_dir, f"{type(err).__name__}: {err}")
         raise  # a bug rather than bad input: its traceback is what a report needs; Hydra goes on with a sweep
@@ -122,10 +122,10 @@ def _status(run_dir: Path) -> str | None:
 
 
 def sweep_objective(result: dict) -> float:
-    """What a Hydra sweeper (Optuna) maximises: the final validation ELBO; NaN for a run that did not
-    complete, which Optuna records as a failed trial while the study goes on."""
+    """What a Hydra sweeper (Optuna, direction=maximize) maximises: the final validation ELBO. A run
+    that did not complete scores -inf, the worst value, so the study goes on; NaN would stop it."""
     if result.get("status") != "completed":
-        return math.nan
+        return -math.inf
     return float(result["val"]["elbo"])
 
 

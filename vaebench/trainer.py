@@ -81,6 +81,7 @@ class Trainer:
         self.epoch_order: torch.Tensor | None = None
         self.epoch_sums: torch.Tensor | None = None
         self.term_names: list[str] | None = None
+        self.saved_step: int | None = None  # the step checkpoints/last.pt holds, named when a run diverges
         self.loss_fn = self._compiled(self._loss) if self.cfg.trainer.compile else self._loss
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(
             self.cfg.trainer.precision == "bf16" and self.device.type == "cuda"))
@@ -110,6 +111,10 @@ class Trainer:
         steps_per_epoch = math.ceil(n / t.batch_size)
         beta = torch.zeros((), device=self.device)
         with SignalCatcher() as signals:
+            if self.progress.step == 0:
+                # The last good state until the first epoch ends: a run that diverges or is killed in
+                # epoch 1 still leaves a last.pt that loads and resumes.
+                self.save("last.pt")
             while self.progress.epoch < t.epochs:
                 started = time.perf_counter()
                 if self.epoch_order is None:
@@ -130,15 +135,17 @@ class Trainer:
                     self.progress.batch_in_epoch = b + 1
                     if (b + 1) % t.log_every == 0 or b + 1 == steps_per_epoch:
                         self._check_finite(first_bad_step)
-                        bar.show(b + 1, self.epoch_sums / (b + 1), self.term_names)
+                        bar.show(b + 1, self.progress.step, self.epoch_sums / (b + 1), self.term_names)
                     if signals.received:
+                        bar.close()
                         self._check_finite(first_bad_step)
                         self.progress.wall_time_s += time.perf_counter() - started
                         self.save("last.pt")
-                        raise Stop("interrupted", f"{signals.received} received at step {self.progress.step}: "
-                                   f"saved {self.run_dir / 'checkpoints' / 'last.pt'}.")
+                        raise self._interrupted(signals.received)
                 bar.close()
                 self._end_epoch(steps_per_epoch, n, time.perf_counter() - started)
+                if signals.received:  # it arrived during the evaluation; _end_epoch has just saved last.pt
+                    raise self._interrupted(signals.received)
                 if t.patience and self.progress.epoch - self.progress.best_epoch >= t.patience:
                     print(f"Early stop: no better validation ELBO for {t.patience} epochs "
                           f"(best {self.progress.best_val_elbo:.2f} at epoch {self.progress.best_epoch}).")
@@ -180,16 +187,27 @@ class Trainer:
         self.save("last.pt")
         self.board.flush()
 
+    def _interrupted(self, signal_name: str) -> Stop:
+        return Stop("interrupted", f"{signal_name} received at step {self.progress.step} "
+                                   f"(epoch {self.progress.epoch + 1}): saved {self.run_dir / 'checkpoints' / 'last.pt'}.")
+
     def _check_finite(self, first_bad_step: torch.Tensor) -> None:
         bad = int(first_bad_step)
         if bad >= 0:
-            raise Stop(
-                "diverged",
-                f"The loss or its gradient became NaN/inf at step {bad} (epoch {self.progress.epoch + 1}). "
-                f"checkpoints/last.pt still holds the last good state (epoch {self.progress.epoch}). "
-                f"Try a lower trainer.lr (now {self.cfg.trainer.lr}), a KL warm-up "
-                "(trainer.kl_warmup_epochs=10), or precision=fp32.",
-            )
+            raise self._diverged(f"The loss or its gradient became NaN/inf at step {bad}")
+
+    def _check_parameters_finite(self) -> None:
+        # A finite gradient can still take a huge step; never write such a state over the last good one.
+        finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()
+        if not finite:
+            raise self._diverged(f"The parameters became NaN/inf after step {self.progress.step}")
+
+    def _diverged(self, what: str) -> Stop:
+        remedies = f"a lower trainer.lr (now {self.cfg.trainer.lr}) or a KL warm-up (trainer.kl_warmup_epochs=10)"
+        if self.cfg.trainer.precision != "fp32":
+            remedies += f", or trainer.precision=fp32 (now {self.cfg.trainer.precision})"
+        kept = "" if self.saved_step is None else f" checkpoints/last.pt keeps the last good state, from step {self.saved_step}."
+        return Stop("diverged", f"{what} (epoch {self.progress.epoch + 1}).{kept} Try {remedies}.")
 
     # -- state --------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -218,9 +236,13 @@ class Trainer:
         self.term_names = state["term_names"]
         self.order_generator.set_state(state["order_generator"])
         checkpoint.set_rng_state(state["rng"])
+        self.saved_step = self.progress.step
 
     def save(self, name: str) -> None:
+        self._check_parameters_finite()
         checkpoint.save_atomic(self.state(), self.run_dir / "checkpoints" / name)
+        if name == "last.pt":
+            self.saved_step = self.progress.step
 
     def _config_container(self) -> dict:
         from omegaconf import OmegaConf
@@ -250,13 +272,13 @@ class _Bar:
             self.bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)
             self.last = initial
 
-    def show(self, done: int, means: torch.Tensor, names: list[str]) -> None:
+    def show(self, done: int, step: int, means: torch.Tensor, names: list[str]) -> None:
         if self.bar is None:
             return
         values = dict(zip(names, means.tolist()))
         self.bar.update(done - self.last)
         self.last = done
-        self.bar.set_postfix(loss=f"{values['loss']:.2f}", elbo=f"{values['elbo']:.2f}")
+        self.bar.set_postfix(step=step, loss=f"{values['loss']:.2f}", elbo=f"{values['elbo']:.2f}")
 
     def close(self) -> None:
         if self.bar is not None:

@@ -3,6 +3,8 @@ and what is allowed."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from omegaconf import OmegaConf
 
@@ -18,8 +20,14 @@ def _integer(minimum: int):
 
 
 def _number(minimum: float, strict: bool = False):
-    text = f"a number {'>' if strict else '>='} {minimum:g}"
-    ok = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and (v > minimum if strict else v >= minimum)  # noqa: E731
+    text = f"a finite number {'>' if strict else '>='} {minimum:g}"
+
+    def ok(v) -> bool:
+        # Hydra reads `inf` and `nan` as floats; either would only surface later as a diverged run.
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            return False
+        return v > minimum if strict else v >= minimum
+
     return text, ok
 
 
@@ -85,9 +93,11 @@ def validate_config(cfg) -> None:
         )
 
 
-def validate_data(cfg, train: torch.Tensor) -> None:
-    """The data must suit the likelihood and the binarisation."""
-    low, high = float(train.min()), float(train.max())
+def validate_data(cfg, *splits: torch.Tensor) -> None:
+    """The data must suit the likelihood and the binarisation. Pass every split: an out-of-range point
+    left in val or test would only fail at the first evaluation."""
+    splits = [x for x in splits if x.numel()]  # an empty split (val_size=0) has no min or max
+    low, high = min(float(x.min()) for x in splits), max(float(x.max()) for x in splits)
     needs_unit = cfg.model.likelihood == "bernoulli" or cfg.dataset.binarize != "none"
     if needs_unit and (low < 0 or high > 1):
         raise UserError(
@@ -99,5 +109,79 @@ def validate_data(cfg, train: torch.Tensor) -> None:
 
 def device_for(cfg) -> torch.device:
     if cfg.trainer.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.trainer.device)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.trainer.device)
+    job_num = _parallel_sweep_job() if device.type == "cuda" else None
+    if job_num is not None and torch.cuda.device_count() > 1:
+        device = torch.device("cuda", gpu_for_job(job_num, torch.cuda.device_count()))
+        # Later CUDA calls that name no device (and the CUDA context itself) go to this GPU, not GPU 0.
+        torch.cuda.set_device(device)
+    return device
+
+
+def gpu_for_job(job_num: int, gpu_count: int) -> int:
+    """Round-robin: the jobs a parallel launcher runs side by side land on different GPUs."""
+    return job_num % gpu_count
+
+
+def _parallel_sweep_job() -> int | None:
+    """hydra.job.num when Hydra's joblib launcher runs this job beside others; None otherwise (a single
+    run, the basic launcher's one-at-a-time sweep, or SLURM, which gives each job its own GPUs)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if "joblib" not in str(OmegaConf.select(hydra_cfg, "launcher._target_", default="")):
+        return None
+    return int(hydra_cfg.job.num)
+
+
+def validate_choices(args: list[str], config_dir: str) -> None:
+    """Refuse `prior=vampp` before Hydra starts. Hydra refuses it too, but its message sits among its
+    config search path, and a sweep would stop only when it reaches the bad run."""
+    import argparse
+
+    from hydra import initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = get_args_parser()
+    parser.exit_on_error = False
+    try:
+        flags, _ = parser.parse_known_args(args)
+        overrides = OverridesParser.create().parse_overrides(flags.overrides)
+    except (argparse.ArgumentError, HydraException):
+        return  # malformed command line: Hydra's own message says what is wrong with it
+    if flags.config_dir or flags.config_path or flags.config_name:
+        return  # the user's own config tree: Hydra checks its choices
+    with initialize_config_dir(config_dir, version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        for override in overrides:
+            _check_choice(override, loader, flags.overrides)
+
+
+def _check_choice(override, loader, all_overrides: list[str]) -> None:
+    from hydra.core.override_parser.types import ValueType
+
+    group = override.key_or_group
+    parent, _, leaf = group.rpartition("/")
+    if override.is_delete() or leaf not in loader.list_groups(parent):
+        return  # a config key such as prior.K, not a group
+    if override.value_type in (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP):
+        values = list(override.sweep_string_iterator())
+    elif override.is_sweep_override():
+        return  # glob() or range(): Hydra expands those against the options itself
+    else:
+        values = [override.value()]
+    options = loader.get_group_options(group, config_name="config", overrides=all_overrides)
+    for value in values:
+        if value not in options and "${" not in str(value):
+            shown = "null" if value is None else value
+            raise UserError(
+                f"{group}={shown} is not an option of the config group {group}: "
+                f"choose one of {', '.join(options)}."
+            )

@@ -1,0 +1,223 @@
+"""Training throughput: vaebench's trainer against a plain PyTorch loop for the same model.
+
+    python scripts/bench_train.py                                  # every model, about a minute on CPU
+    python scripts/bench_train.py --device cuda --steps 500
+    python scripts/bench_train.py --models mlp-vamp --compile      # vaebench with trainer.compile=true
+
+vaebench runs as a user runs it: the model from `build_model` on the composed Hydra config
+(`model=... prior=...`), `Trainer.fit` on synthetic 28x28 grey images binarised afresh at every draw
+(as mnist5k is), one epoch of --steps batches of 100 per round; only the end-of-epoch evaluation and
+checkpoint are left out, exactly the part the trainer itself leaves out of its `samples_per_s`.
+The plain loop is what one writes by hand for the same model and maths: nn.Linear layers of the
+same sizes, a Bernoulli likelihood as binary cross-entropy with logits, the analytic Gaussian KL
+(standard prior) or log q(z|x) - log p(z) with the VampPrior's log-density as one matrix product,
+torch.optim.Adam with its defaults. Rounds alternate the two, so background load hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchutil import describe, matmul_gflops, median, peak_memory_bytes, pick_device, table, timed
+
+MODELS = {
+    "mlp-standard": ["model=mlp", "prior=standard"],
+    "mlp-vamp": ["model=mlp", "prior=vamp", "prior.K=500"],
+    "hvae-vamp": ["model=hvae", "prior=vamp", "prior.K=500"],
+}
+BATCH = 100
+IMAGE = (1, 28, 28)
+
+
+# -- vaebench, as a user runs it ----------------------------------------------------------------
+def vaebench_config(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from vaebench.train import config_dir  # also registers the config's resolvers
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def vaebench_trainer(overrides: list[str], data, compile_: bool):
+    from vaebench.models import build_model
+    from vaebench.trainer import Trainer
+
+    class EpochTrainer(Trainer):
+        """Trainer.fit's loop as is; the end of an epoch only counts it (no evaluation, no checkpoint)."""
+
+        def _end_epoch(self, steps_per_epoch, n, seconds):
+            self.progress.epoch += 1
+            self.epoch_order, self.epoch_sums = None, None
+
+    cfg = vaebench_config([*overrides, f"trainer.batch_size={BATCH}", f"trainer.compile={str(compile_).lower()}"])
+    model = build_model(cfg, data.data_shape, data.train).to(data.train.device)
+    trainer = EpochTrainer(model, data, cfg, Path("unused"), board=None)
+
+    def epoch():
+        cfg.trainer.epochs = trainer.progress.epoch + 1
+        trainer.fit()
+
+    beta = torch.ones((), device=data.train.device)
+    return epoch, lambda x: trainer.train_step(x, beta), sum(p.numel() for p in model.parameters())
+
+
+# -- the plain loop -----------------------------------------------------------------------------
+def linear_stack(*sizes: int) -> nn.Sequential:
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+class PlainVAE(nn.Module):
+    """784-300-300-40 encoder and 40-300-300-784 decoder; VampPrior on z when K > 0; with `hierarchical`
+    the VampPrior paper's two-level model: q(z2|x) q(z1|x,z2), p(z1|z2), p(x|z1,z2)."""
+
+    def __init__(self, K: int = 0, hierarchical: bool = False, data_dim: int = 784, hidden: int = 300, latent: int = 40):
+        super().__init__()
+        self.hierarchical, self.latent = hierarchical, latent
+        self.encoder = linear_stack(data_dim, hidden, hidden, 2 * latent)
+        if hierarchical:
+            self.q_z1_x, self.q_z1_z2 = nn.Linear(data_dim, hidden), nn.Linear(latent, hidden)
+            self.q_z1 = linear_stack(2 * hidden, hidden, 2 * latent)
+            self.p_z1 = linear_stack(latent, hidden, hidden, 2 * latent)
+            self.p_x_z1, self.p_x_z2 = nn.Linear(latent, hidden), nn.Linear(latent, hidden)
+            self.decoder = linear_stack(2 * hidden, hidden, data_dim)
+        else:
+            self.decoder = linear_stack(latent, hidden, hidden, data_dim)
+        if K:
+            self.pseudo_logits = nn.Parameter(torch.logit(0.05 + 0.01 * torch.randn(K, data_dim)))
+        self.K = K
+
+    @staticmethod
+    def gaussian(params: torch.Tensor):
+        loc, raw_scale = params.chunk(2, dim=-1)
+        return loc, F.softplus(raw_scale) + 1e-4
+
+    def loss(self, x: torch.Tensor, beta: float) -> torch.Tensor:
+        x = x.flatten(1)
+        loc, scale = self.gaussian(self.encoder(x))
+        eps = torch.randn_like(loc)
+        z = loc + scale * eps
+        if self.K:  # log q(z|x) - log p(z), the VampPrior as one matrix product
+            log_q = (-0.5 * eps.pow(2) - scale.log()).sum(-1) - 0.5 * self.latent * math.log(2 * math.pi)
+            kl = log_q - self.vamp_log_density(z)
+        else:  # KL(N(loc, scale^2) || N(0, I)), analytic
+            kl = (0.5 * (loc.pow(2) + scale.pow(2) - 1) - scale.log()).sum(-1)
+        if self.hierarchical:
+            z2 = z
+            loc1, scale1 = self.gaussian(self.q_z1(torch.cat([F.relu(self.q_z1_x(x)), F.relu(self.q_z1_z2(z2))], -1)))
+            z1 = loc1 + scale1 * torch.randn_like(loc1)
+            prior_loc1, prior_scale1 = self.gaussian(self.p_z1(z2))
+            kl = kl + (prior_scale1.log() - scale1.log()
+                       + (scale1.pow(2) + (loc1 - prior_loc1).pow(2)) / (2 * prior_scale1.pow(2)) - 0.5).sum(-1)
+            logits = self.decoder(torch.cat([F.relu(self.p_x_z1(z1)), F.relu(self.p_x_z2(z2))], -1))
+        else:
+            logits = self.decoder(z)
+        log_p_x_given_z = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+        return (-log_p_x_given_z + beta * kl).mean()
+
+    def vamp_log_density(self, z: torch.Tensor) -> torch.Tensor:
+        loc, scale = self.gaussian(self.encoder(torch.sigmoid(self.pseudo_logits)))
+        precision = scale.pow(-2)
+        weights = torch.cat([precision, -2 * loc * precision], dim=1).T
+        constant = (-0.5 * (loc.pow(2) * precision).sum(-1) - scale.log().sum(-1)
+                    - math.log(self.K) - 0.5 * self.latent * math.log(2 * math.pi))
+        return torch.logsumexp(constant - 0.5 * (torch.cat([z.pow(2), z], dim=1) @ weights), dim=-1)
+
+
+def plain_loop(name: str, train: torch.Tensor, steps: int):
+    model = PlainVAE(K=500 if "vamp" in name else 0, hierarchical=name.startswith("hvae")).to(train.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    order_generator = torch.Generator().manual_seed(0)
+
+    def step(x):
+        loss = model.loss(x, 1.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    def epoch():
+        order = torch.randperm(len(train), generator=order_generator).to(train.device)
+        total = torch.zeros((), device=train.device)
+        for b in range(steps):
+            total += step(torch.bernoulli(train[order[b * BATCH:(b + 1) * BATCH]]))
+        return float(total)  # the host reads the loss once per epoch
+
+    return epoch, step, sum(p.numel() for p in model.parameters())
+
+
+def flops_per_sample(step, x: torch.Tensor) -> float:
+    with FlopCounterMode(display=False) as counter:
+        step(x)
+    return counter.get_total_flops() / len(x)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    parser.add_argument("--steps", type=int, default=100, help="timed training steps per round (default: 100)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per model; the median counts (default: 5)")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
+    parser.add_argument("--compile", action="store_true", help="vaebench with trainer.compile=true")
+    args = parser.parse_args()
+    names = args.models.split(",")
+    if unknown := [n for n in names if n not in MODELS]:
+        sys.exit(f"unknown --models {unknown}; choose from {', '.join(MODELS)}")
+    device = pick_device(args.device)
+
+    from vaebench.data import Dataset
+
+    torch.manual_seed(0)
+    train = torch.rand(args.steps * BATCH, *IMAGE, device=device)
+    held_out = torch.rand(BATCH, *IMAGE, device=device).bernoulli()
+    data = Dataset("synthetic", train, held_out, held_out, dynamic_binarize=True)
+    x = held_out
+
+    print(f"Device: {describe(device)}; batch {BATCH}; {args.rounds} rounds of {args.steps} steps per "
+          f"contender{'; vaebench compiled' if args.compile else ''}.", flush=True)
+    matmul = matmul_gflops(device)
+    rows = []
+    for name in names:
+        contenders = {"vaebench": vaebench_trainer(MODELS[name], data, args.compile), "plain": plain_loop(name, train, args.steps)}
+        for epoch, _, _ in contenders.values():
+            epoch()  # warm-up: allocator, Adam state, kernels, compilation
+        seconds = {who: [] for who in contenders}
+        for r in range(args.rounds):
+            for who in (list(contenders) if r % 2 == 0 else list(contenders)[::-1]):
+                seconds[who].append(timed(contenders[who][0], device))
+            matmul = max(matmul, matmul_gflops(device, seconds=0.2))
+        rate = {who: args.steps * BATCH / median(s) for who, s in seconds.items()}
+        ratio = median(p / v for v, p in zip(seconds["vaebench"], seconds["plain"]))
+        flops = {who: flops_per_sample(c[1], x) for who, c in contenders.items()}
+        memory = {who: peak_memory_bytes(lambda c=c: c[1](x), device) / 2**20 for who, c in contenders.items()}
+        if abs(flops["vaebench"] / flops["plain"] - 1) > 0.01:
+            print(f"note: {name}: vaebench counts {flops['vaebench'] / 1e6:.2f} MFLOP/sample, the plain loop "
+                  f"{flops['plain'] / 1e6:.2f}; the models differ.", file=sys.stderr)
+        achieved = flops["vaebench"] * rate["vaebench"] / 1e9
+        rows.append([name, f"{rate['vaebench']:,.0f}", f"{rate['plain']:,.0f}", f"{ratio:.2f}",
+                     f"{flops['vaebench'] / 1e6:.2f}", f"{achieved:.1f}", f"{100 * achieved / matmul:.0f}%",
+                     f"{memory['vaebench']:.1f} / {memory['plain']:.1f}",
+                     f"{contenders['vaebench'][2] / 1e6:.2f}"])
+        print(f"  {name}: done", file=sys.stderr, flush=True)
+    print()
+    print(table(["model", "vaebench samples/s", "plain samples/s", "vaebench / plain", "MFLOP/sample",
+                 "vaebench GFLOP/s", "of matmul", "step peak MiB (vaebench / plain)", "params (M)"], rows))
+    print(f"\nmatmul: {matmul:.1f} GFLOP/s (2048 x 2048 float32, best of the run). Samples/s and the ratio are "
+          f"medians over {args.rounds} alternating rounds; FLOPs are matrix products in forward + backward "
+          "(torch.utils.flop_counter); step peak = memory held at once by one step beyond the resident "
+          "weights, optimiser state and data.")
+
+
+if __name__ == "__main__":
+    main()

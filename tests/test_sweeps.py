@@ -1,0 +1,168 @@
+"""Sweeps end to end: numbered run folders, TensorBoard names, HParams and pictures, the joblib and SLURM
+launchers, `vaebench report`, and the choice of GPU for parallel jobs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from tests.conftest import TINY, read_metrics, run_cli
+from vaebench.train import sweep_objective
+from vaebench.validate import gpu_for_job
+
+# One epoch of 8 batches per run: a sweep of four runs costs seconds.
+FAST = [o for o in TINY if not o.startswith("trainer.epochs=")] + [
+    "trainer.epochs=1", "trainer.batch_size=500", "prior.K=5"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HPARAMS = {"prior", "K", "beta", "latent_dim", "model", "dataset", "seed", "lr"}
+
+
+def sweep_dir(root: Path) -> Path:
+    (found,) = (root / "outputs" / "multirun").glob("*/*")
+    return found
+
+
+def board(run_dir: Path) -> EventAccumulator:
+    (events,) = run_dir.rglob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events.parent), size_guidance={"images": 1})
+    accumulator.Reload()
+    return accumulator
+
+
+def session_hparams(accumulator: EventAccumulator) -> dict:
+    content = accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    values = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    return {k: getattr(v, v.WhichOneof("kind")) for k, v in values.items()}
+
+
+def experiment_metrics(accumulator: EventAccumulator) -> list[str]:
+    content = accumulator.PluginTagToContent("hparams")["_hparams_/experiment"]
+    return [m.name.tag for m in plugin_data_pb2.HParamsPluginData.FromString(content).experiment.metric_infos]
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory) -> tuple[Path, str]:
+    """A 2x2 sweep over beta and the prior, prior.K set for both priors; its folder and its output."""
+    root = tmp_path_factory.mktemp("grid")
+    proc = run_cli(["train", "-m", "beta=1,4", "prior=standard,vamp", *FAST], root)
+    return sweep_dir(root), proc.stdout
+
+
+@pytest.fixture(scope="module")
+def parallel(tmp_path_factory) -> Path:
+    """Two runs side by side through joblib, with a 2-D latent space: the VAE and the two-level VAE."""
+    root = tmp_path_factory.mktemp("joblib")
+    overrides = [o for o in FAST if not o.startswith("model.latent_dim=")]
+    run_cli(["train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=mlp,hvae",
+             "model.latent_dim=2", *overrides], root)
+    return sweep_dir(root)
+
+
+def test_grid_sweep_runs_in_numbered_folders_with_named_boards_and_hparams(grid):
+    folder, stdout = grid
+    runs = sorted(p for p in folder.iterdir() if p.is_dir())
+    assert [p.name for p in runs] == ["0", "1", "2", "3"]
+    names = set()
+    for run in runs:
+        metrics = read_metrics(run)
+        assert metrics["status"] == "completed"
+        (events,) = run.rglob("events.out.tfevents.*")
+        names.add(events.parent.name)
+        config = metrics["config"]
+        assert f"prior={config['prior']['name']}" in events.parent.name
+        accumulator = board(run)
+        hparams = session_hparams(accumulator)
+        assert set(hparams) == HPARAMS
+        assert hparams["prior"] == config["prior"]["name"] and hparams["beta"] == config["beta"]
+        assert hparams["K"] == (0 if config["prior"]["name"] == "standard" else 5)
+        assert "final/val/elbo" in experiment_metrics(accumulator)
+        assert "final/val/elbo" in accumulator.Tags()["scalars"]
+    assert len(names) == 4
+    assert "prior.K=5 is ignored by prior=standard." in stdout
+    assert f"vaebench report {folder.resolve()}" in stdout  # the callback at the end of the sweep
+
+
+def test_grid_sweep_logs_every_picture_that_applies(grid):
+    folder, _ = grid
+    for run in sorted(p for p in folder.iterdir() if p.is_dir()):
+        images = set(board(run).Tags()["images"])
+        expected = {"images/reconstructions", "images/prior_samples", "images/traversals"}
+        if read_metrics(run)["config"]["prior"]["name"] == "vamp":
+            expected.add("prior/pseudo_inputs")
+        assert expected <= images
+        assert "images/latent_scatter" not in images  # 4 latent dimensions: no plane to draw
+
+
+def test_report_writes_a_sorted_table_and_png_plots(grid):
+    folder, _ = grid
+    proc = run_cli(["report", str(folder)], folder)
+    with (folder / "report.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4
+    elbos = [float(r["val_elbo"]) for r in rows]
+    assert elbos == sorted(elbos, reverse=True)
+    assert {r["K"] for r in rows if r["prior"] == "standard"} == {""}
+    assert "val_elbo" in proc.stdout and (folder / "report.md").read_text().count("\n| ") == 5
+    plots = sorted(folder.glob("*.png"))
+    assert "rate_distortion.png" in [p.name for p in plots]
+    for plot in plots:
+        assert plot.read_bytes()[:8] == PNG_SIGNATURE and plot.stat().st_size > 1000
+
+
+def test_report_skips_unfinished_runs(grid, tmp_path):
+    folder, _ = grid
+    for metrics in folder.rglob("metrics.json"):
+        copy = tmp_path / metrics.relative_to(folder)
+        copy.parent.mkdir(parents=True)
+        copy.write_text(metrics.read_text())
+    (tmp_path / "4").mkdir()
+    (tmp_path / "4" / "metrics.json").write_text(json.dumps({"status": "running", "config": {}}))
+    proc = run_cli(["report", str(tmp_path)], tmp_path)
+    assert "skipped 1 unfinished run" in proc.stdout
+    assert len((tmp_path / "report.csv").read_text().strip().splitlines()) == 1 + 4
+
+
+def test_report_on_an_empty_folder_fails_with_a_message(tmp_path):
+    proc = run_cli(["report", str(tmp_path)], tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "no finished runs" in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_joblib_runs_a_two_run_sweep(parallel):
+    runs = sorted(p for p in parallel.iterdir() if p.is_dir())
+    assert [p.name for p in runs] == ["0", "1"]
+    assert [read_metrics(run)["status"] for run in runs] == ["completed", "completed"]
+
+
+def test_a_two_dimensional_latent_space_is_scattered(parallel):
+    for run in sorted(p for p in parallel.iterdir() if p.is_dir()):
+        images = set(board(run).Tags()["images"])
+        assert {"images/latent_scatter", "images/traversals"} <= images  # the HVAE traverses z2
+
+
+def test_slurm_launcher_composes():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    from vaebench.train import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.partition and cfg.hydra.launcher.gpus_per_node == 1
+
+
+def test_parallel_jobs_take_the_gpus_in_turn():
+    assert [gpu_for_job(n, 3) for n in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    assert gpu_for_job(5, 1) == 0
+
+
+def test_the_sweep_objective_is_the_validation_elbo():
+    assert sweep_objective({"status": "completed", "val": {"elbo": -90.5}}) == -90.5
+    assert sweep_objective({"status": "diverged"}) == -math.inf
