@@ -91,6 +91,19 @@ def test_total_correlation_is_not_negative_for_independent_codes():
     assert float(tc.mean()) > -4 * float(tc.std()) / math.sqrt(10)
 
 
+def test_total_correlation_on_a_subset_of_points_estimates_the_full_split_value():
+    torch.manual_seed(4)
+    line = torch.randn(600, 1)
+    loc, scale = torch.cat([line, line + 0.3 * torch.randn(600, 1)], 1), torch.full((600, 2), 0.2)
+    z = loc + scale * torch.randn_like(loc)
+    p = Normal(torch.zeros(2), torch.ones(2))
+    full = elbo_surgery(loc, scale, z, p.log_prob(z).sum(-1), p.log_prob(z))
+    subsets = [elbo_surgery(loc, scale, z, p.log_prob(z).sum(-1), p.log_prob(z), tc_points=200) for _ in range(20)]
+    tc = torch.tensor([r["total_correlation"] for r in subsets])
+    assert abs(float(tc.mean()) - full["total_correlation"]) < 4 * float(tc.std()) / math.sqrt(20) + 1e-3
+    assert all(r["marginal_kl"] == full["marginal_kl"] for r in subsets)  # the joint terms use every point
+
+
 def test_active_units_counts_dimensions_whose_means_vary():
     loc = torch.cat([torch.randn(100, 2), torch.full((100, 3), 0.2) + 0.001 * torch.randn(100, 3)], 1)
     assert active_units(loc) == 2
