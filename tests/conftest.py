@@ -22,7 +22,8 @@ TINY = [
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
     """`vaebench ARGS` as a user types it, from `cwd`; returns the finished process."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    # One thread: tiny models run faster without OpenMP's fan-out, and parallel tests do not thrash.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "vaebench.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout,

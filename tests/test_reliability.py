@@ -20,8 +20,18 @@ from tests.conftest import TINY, read_metrics, run_cli, run_dirs
 from vaebench import checkpoint
 from vaebench.errors import UserError
 
-# Enough steps per epoch (1,600 / 4) that a SIGTERM sent when training starts lands inside epoch 1.
-LONG_EPOCH = ["trainer.batch_size=4", "trainer.epochs=2", "eval.iw_samples=4", "eval.surgery_every=0"]
+# Enough steps per epoch (1,600 / 8) that a SIGTERM sent when training starts lands inside epoch 1.
+STEPS_PER_EPOCH = 200
+LONG_EPOCH = ["trainer.batch_size=8", "trainer.epochs=2", "eval.iw_samples=4"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_per_process():
+    """Tiny models gain nothing from threads, and several runs at once on a 2-core machine slow each
+    other down severalfold when each spins up its own pool. Every comparison uses this same setting."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        yield
 
 
 def write_npz(path: Path, n: int = 300, **arrays) -> Path:
@@ -209,15 +219,20 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 def test_sigterm_mid_epoch_then_resume_matches_a_straight_run(tmp_path, data_dir, straight_run):
     run_dir = tmp_path / "run"
     proc = start_cli(["train", *TINY, *npz(data_dir, "big.npz"), *LONG_EPOCH, f"hydra.run.dir={run_dir}"], tmp_path)
-    wait_for(run_dir / "checkpoints" / "last.pt", proc)  # written as training starts, before the first step
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
+    try:
+        wait_for(run_dir / "checkpoints" / "last.pt", proc)  # written as training starts, before the first step
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # the test failed before the run ended: leave no process behind
+            proc.kill()
+            proc.communicate()
 
     assert proc.returncode == 130 and "Traceback" not in stderr
     assert f"Resume with:  vaebench train resume={run_dir}" in stderr
     assert read_metrics(run_dir)["status"] == "interrupted"
     progress = checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]
-    assert progress["epoch"] == 0 and 0 < progress["batch_in_epoch"] < 400, progress  # mid-epoch 1
+    assert progress["epoch"] == 0 and 0 < progress["batch_in_epoch"] < STEPS_PER_EPOCH, progress  # mid-epoch 1
 
     resumed = run_cli(["train", f"resume={run_dir}"], cwd=tmp_path)
     assert "Resuming" in resumed.stdout

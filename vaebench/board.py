@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
-from torchvision.utils import make_grid
 
 
 class Board:
@@ -30,6 +29,10 @@ class Board:
 
     def image_grid(self, tag: str, images: torch.Tensor, step: int, nrow: int = 10) -> None:
         """Images shaped (N, C, H, W) with values in [0, 1]."""
+        # Imported here: torchvision takes longer to import than torch, and a run refused for bad input
+        # or stopped before its first picture should not wait for it.
+        from torchvision.utils import make_grid
+
         grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=1, pad_value=0.5)
         self.writer.add_image(tag, grid, step)
 
