@@ -271,13 +271,15 @@ def _write_json(path: Path, payload: dict) -> None:
 
 
 def _print_summary(result: dict, run_dir: Path, board_dir: Path, multirun: bool) -> None:
-    terms = [t for t in ("elbo", "reconstruction", "kl", "log_joint", "entropy", "log_likelihood",
-                         "posterior_kl", "mutual_info", "marginal_kl", "active_units")
-             if any(t in result[split] for split in ("train", "val", "test"))]
+    splits = ("train", "val", "test")
+    terms = [t for t in ("elbo", "reconstruction", "kl", "kl_z1", "kl_z2", "log_joint", "entropy",
+                         "log_likelihood", "posterior_kl", "mutual_info", "marginal_kl", "total_correlation",
+                         "dimwise_kl", "active_units")
+             if any(t in result[split] for split in splits)]
     print(f"\nFinal terms (nats per point; best checkpoint, epoch {result['best_epoch']}):")
-    print(f"{'split':<6}" + "".join(f"{t:>16}" for t in terms))
-    for split in ("train", "val", "test"):
-        print(f"{split:<6}" + "".join(f"{result[split][t]:>16.3f}" if t in result[split] else f"{'-':>16}"
-                                      for t in terms))
+    print(f"  {'term':<16}" + "".join(f"{split:>12}" for split in splits))
+    for t in terms:
+        print(f"  {t:<16}" + "".join(f"{result[split][t]:>12.3f}" if t in result[split] else f"{'-':>12}"
+                                     for split in splits))
     print(f"\nOutputs:      {run_dir}  (metrics.json, checkpoints/best.pt, checkpoints/last.pt)")
     print(f"TensorBoard:  tensorboard --logdir {run_dir if not multirun else run_dir.parent}")
