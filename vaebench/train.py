@@ -277,9 +277,9 @@ def _print_summary(result: dict, run_dir: Path, board_dir: Path, multirun: bool)
                          "dimwise_kl", "active_units")
              if any(t in result[split] for split in splits)]
     print(f"\nFinal terms (nats per point; best checkpoint, epoch {result['best_epoch']}):")
-    print(f"  {'term':<16}" + "".join(f"{split:>12}" for split in splits))
+    print(f"  {'term':<18}" + "".join(f"{split:>12}" for split in splits))
     for t in terms:
-        print(f"  {t:<16}" + "".join(f"{result[split][t]:>12.3f}" if t in result[split] else f"{'-':>12}"
+        print(f"  {t:<18}" + "".join(f"{result[split][t]:>12.3f}" if t in result[split] else f"{'-':>12}"
                                      for split in splits))
     print(f"\nOutputs:      {run_dir}  (metrics.json, checkpoints/best.pt, checkpoints/last.pt)")
     print(f"TensorBoard:  tensorboard --logdir {run_dir if not multirun else run_dir.parent}")
