@@ -1,0 +1,76 @@
+"""ELBO surgery speed: the exact aggregate posterior q(z) = 1/N sum_n q(z|x_n) of a whole split.
+
+    python scripts/bench_diagnostics.py                    # N = 10,000, latent 40, about 20 s on CPU
+    python scripts/bench_diagnostics.py --device cuda --points 60000
+
+Times vaebench.diagnostics.aggregate_log_density (log q(z_n) at every sample: N x N pairwise
+log-densities, each chunk one matrix product and an in-place logsumexp) and the whole
+elbo_surgery (that, plus the aggregate's 1-D marginals on TC_POINTS samples, for TC and the
+dimension-wise KL), on synthetic posteriors. The pairwise evaluation's GFLOP/s (its matrix products,
+counted by torch.utils.flop_counter) is set against two plain matrix products timed in the same
+run: a square 2048 x 2048 one, the device's rate, and the pairwise product's own shape in one piece.
+Repeats alternate all of them; the best of each counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchutil import describe, matmul_gflops, pick_device, table, timed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    parser.add_argument("--points", type=int, default=10_000, help="N, the split's size (default: 10,000)")
+    parser.add_argument("--latent", type=int, default=40, help="latent dimensions (default: 40)")
+    parser.add_argument("--repeats", type=int, default=8, help="alternating repeats; the best counts (default: 8)")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+
+    from vaebench.diagnostics import TC_POINTS, aggregate_log_density, elbo_surgery
+
+    n, d = args.points, args.latent
+    torch.manual_seed(0)
+    loc = torch.randn(n, d, device=device)
+    scale = 0.1 + 0.5 * torch.rand(n, d, device=device)
+    z = loc + scale * torch.randn_like(loc)
+    log_p_z = torch.distributions.Normal(0.0, 1.0).log_prob(z)
+
+    def surgery():
+        elbo_surgery(loc, scale, z, log_p_z.sum(-1), log_p_z)
+
+    with FlopCounterMode(display=False) as counter:
+        aggregate_log_density(z, loc, scale)
+    flops = counter.get_total_flops()
+    features, weights = torch.randn(n, 2 * d + 1, device=device), torch.randn(2 * d + 1, n, device=device)
+    print(f"Device: {describe(device)}; N = {n:,} points, latent {d}; {args.repeats} repeats.", flush=True)
+    surgery()  # warm-up
+    best = {"pairwise": float("inf"), "surgery": float("inf"), "same_shape": float("inf"), "matmul": 0.0}
+    for _ in range(args.repeats):
+        best["pairwise"] = min(best["pairwise"], timed(lambda: aggregate_log_density(z, loc, scale), device))
+        best["surgery"] = min(best["surgery"], timed(surgery, device))
+        best["same_shape"] = min(best["same_shape"], timed(lambda: features @ weights, device))
+        best["matmul"] = max(best["matmul"], matmul_gflops(device, seconds=0.5))
+
+    pairwise_gflops = flops / best["pairwise"] / 1e9
+    same_shape_gflops = 2 * n * n * (2 * d + 1) / best["same_shape"] / 1e9
+    rows = [
+        ["aggregate_log_density (log q(z), N x N)", f"{best['pairwise']:.3f}", f"{n / best['pairwise']:,.0f}",
+         f"{flops / 1e9:.1f}", f"{pairwise_gflops:.1f}", f"{100 * pairwise_gflops / best['matmul']:.0f}%",
+         f"{100 * pairwise_gflops / same_shape_gflops:.0f}%"],
+        [f"elbo_surgery (+ marginals on {min(n, TC_POINTS):,} samples)", f"{best['surgery']:.3f}",
+         f"{n / best['surgery']:,.0f}", "", "", "", ""],
+    ]
+    print()
+    print(table(["what", "s", "points/s", "GFLOP", "GFLOP/s", "of matmul", "of same-shape matmul"], rows))
+    print(f"\nmatmul: {best['matmul']:.1f} GFLOP/s (2048 x 2048 float32); same-shape matmul: {same_shape_gflops:.1f} "
+          f"GFLOP/s ({n:,} x {2 * d + 1}) @ ({2 * d + 1} x {n:,}) in one piece, which writes all N x N results "
+          "to memory. Best of the repeats.")
+
+
+if __name__ == "__main__":
+    main()
