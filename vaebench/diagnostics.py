@@ -58,18 +58,11 @@ def aggregate_log_density(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tenso
 def aggregate_marginal_log_density(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """log q(z_j) of each coordinate under the aggregate's 1-D marginals: shape (M, D).
 
-    Per dimension the log-densities of all pairs are one batched matrix product,
-    [z^2, z, 1] @ [-1/(2 s^2) ; mu/s^2 ; -mu^2/(2 s^2) - log s - log(2 pi)/2 - log N]."""
+    Per dimension the log-densities of all pairs are one batched matrix product (the mixture's)."""
     n, d = loc.shape
-    precision = scale.pow(-2)
-    constant = -0.5 * loc.pow(2) * precision - scale.log() - 0.5 * math.log(2 * math.pi) - math.log(n)
-    weights = torch.stack([-0.5 * precision, loc * precision, constant], dim=1).permute(2, 1, 0)  # (D, 3, N)
+    mixture = DiagonalGaussianMixture(torch.zeros(n, device=loc.device), loc, scale)
     rows = max(1, _pairwise_budget(z.device) // (n * d))
-    out = []
-    for block in chunks(z, rows):
-        features = torch.stack([block.pow(2), block, torch.ones_like(block)], dim=-1).permute(1, 0, 2)  # (D, m, 3)
-        out.append(_logsumexp_(torch.bmm(features, weights)).T)  # (m, D)
-    return torch.cat(out)
+    return torch.cat([_logsumexp_(mixture.component_marginal_log_prob(block)).T for block in chunks(z, rows)])
 
 
 # Points whose samples estimate TC and the dimension-wise KL. Their aggregate marginals still mix

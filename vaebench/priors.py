@@ -57,10 +57,23 @@ class DiagonalGaussianMixture(Distribution):
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(self.component_log_prob(z), dim=-1)
 
+    def component_marginal_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log w_k + log N(z_j; loc_kj, scale_kj) for every dimension j, row of z and k: shape (D, rows, K).
+
+        Per dimension one batched matrix product, [z^2, z, 1] @ [-1/(2 s^2) ; mu/s^2 ; c_j]."""
+        flat = z.reshape(-1, z.shape[-1]).float()
+        features = torch.stack([flat.pow(2), flat, torch.ones_like(flat)], dim=-1).transpose(0, 1)  # (D, rows, 3)
+        return torch.bmm(features, self._marginal_weights())
+
     def marginal_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z_j) of each coordinate under the mixture's 1-D marginals: shape (*batch, D)."""
-        per_component = Normal(self.loc, self.scale).log_prob(z.unsqueeze(-2))  # (*batch, K, D)
-        return torch.logsumexp(per_component + self.log_weights.unsqueeze(-1), dim=-2)
+        return torch.logsumexp(self.component_marginal_log_prob(z), dim=-1).T.reshape(z.shape)
+
+    def _marginal_weights(self) -> torch.Tensor:
+        precision = self.scale.pow(-2)
+        constant = (self.log_weights.unsqueeze(1) - 0.5 * self.loc.pow(2) * precision - self.scale.log()
+                    - 0.5 * math.log(2 * math.pi))
+        return torch.stack([-0.5 * precision, self.loc * precision, constant], dim=1).permute(2, 1, 0)  # (D, 3, K)
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         with torch.no_grad():
