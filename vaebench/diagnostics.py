@@ -20,7 +20,7 @@ import math
 import torch
 from torch.distributions import Independent, Normal
 
-from vaebench.evaluate import chunks, fixed_randomness
+from vaebench.evaluate import as_floats, chunks, fixed_randomness, split_terms
 from vaebench.priors import DiagonalGaussianMixture
 
 # Elements of one chunk's pairwise matrix: bounds memory at O(chunk * N) whatever N is.
@@ -159,3 +159,13 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
             result["log_likelihood"] = float(log_px.mean())
     model.train()
     return result
+
+
+def split_report(model, x: torch.Tensor, batch_size: int, iw_samples: int) -> dict[str, float]:
+    """Every ELBO term and every diagnostic of one split (already binarised), with
+    posterior_kl = log_likelihood - elbo when `iw_samples` > 0."""
+    terms = as_floats(split_terms(model, x, batch_size))
+    terms.update(split_diagnostics(model, x, batch_size, iw_samples))
+    if "log_likelihood" in terms:
+        terms["posterior_kl"] = terms["log_likelihood"] - terms["elbo"]
+    return terms

@@ -13,9 +13,8 @@ from omegaconf import OmegaConf
 from vaebench import checkpoint
 from vaebench.board import Board
 from vaebench.data import load_dataset
-from vaebench.diagnostics import split_diagnostics
+from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
-from vaebench.evaluate import as_floats, split_terms
 from vaebench.models import build_model
 from vaebench.validate import device_for, validate_config
 
@@ -55,10 +54,7 @@ def evaluate_run(argv: list[str]) -> dict:
     model.load_state_dict(state["model"])
 
     started = time.perf_counter()
-    terms = as_floats(split_terms(model, x, cfg.eval.batch_size))
-    terms.update(split_diagnostics(model, x, cfg.eval.batch_size, cfg.eval.iw_samples))
-    if "log_likelihood" in terms:
-        terms["posterior_kl"] = terms["log_likelihood"] - terms["elbo"]
+    terms = split_report(model, x, cfg.eval.batch_size, cfg.eval.iw_samples)
     seconds = time.perf_counter() - started
 
     result = {"split": split, "points": len(x), "checkpoint": str(path), "epoch": state["epoch"],
