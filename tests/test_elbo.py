@@ -98,3 +98,4 @@ def test_gaussian_likelihood_terms_hold():
     with torch.no_grad():
         terms = vae.terms(data.repeat(200, 1, 1, 1))
     assert within_mc_error(terms["elbo"] - (terms["log_joint"] + terms["entropy"]))
+

@@ -20,6 +20,7 @@ import math
 import torch
 from torch.distributions import Independent, Normal
 
+from vaebench.distributions import DiagonalNormal
 from vaebench.evaluate import as_floats, chunks, fixed_randomness, split_terms
 from vaebench.priors import DiagonalGaussianMixture
 
@@ -85,7 +86,7 @@ def elbo_surgery(
 
     With N <= tc_points, total_correlation + dimwise_kl = marginal_kl exactly."""
     n = len(loc)
-    log_q_z_given_x = Independent(Normal(loc, scale), 1).log_prob(z)
+    log_q_z_given_x = DiagonalNormal(loc, scale).log_prob(z)
     log_q_z = aggregate_log_density(z, loc, scale)
     subset = torch.randperm(n, device=z.device)[:tc_points] if n > tc_points else slice(None)
     log_q_z_dims = aggregate_marginal_log_density(z[subset], loc, scale)

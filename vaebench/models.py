@@ -11,9 +11,9 @@ import math
 
 import torch
 from torch import nn
-from torch.distributions import Independent, Normal
 
 from vaebench import elbo
+from vaebench.distributions import DiagonalNormal
 from vaebench.errors import UserError
 from vaebench.nets import (
     GAUSSIAN_VARIANCES,
@@ -121,12 +121,12 @@ class HVAE(LatentVariableModel):
         return self.p_z1(z2).sample(), z2
 
 
-def repeat_samples(q: Independent, samples: int) -> Independent:
+def repeat_samples(q: DiagonalNormal, samples: int) -> DiagonalNormal:
     """q(z|x) with its batch repeated `samples` times (sample-major), to draw several z per point."""
     if samples == 1:
         return q
     base = q.base_dist
-    return Independent(Normal(base.loc.repeat(samples, 1), base.scale.repeat(samples, 1), validate_args=False), 1)
+    return DiagonalNormal(base.loc.repeat(samples, 1), base.scale.repeat(samples, 1))
 
 
 def build_model(cfg, data_shape: tuple[int, ...], train_data: torch.Tensor) -> LatentVariableModel:

@@ -8,7 +8,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Bernoulli, Independent, Normal
+from torch.distributions import Independent, Normal
+
+from vaebench.distributions import DiagonalNormal, IndependentBernoulli
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 GAUSSIAN_VARIANCES = ("pixel", "global")
@@ -25,10 +27,10 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def diagonal_gaussian(params: torch.Tensor) -> Independent:
+def diagonal_gaussian(params: torch.Tensor) -> DiagonalNormal:
     """Split the last axis into (loc, raw scale); softplus keeps the scale positive and smooth."""
     loc, raw_scale = params.chunk(2, dim=-1)
-    return Independent(Normal(loc, F.softplus(raw_scale) + MIN_SCALE, validate_args=False), 1)
+    return DiagonalNormal(loc, F.softplus(raw_scale) + MIN_SCALE)
 
 
 class GaussianHead(nn.Module):
@@ -38,7 +40,7 @@ class GaussianHead(nn.Module):
         super().__init__()
         self.linear = nn.Linear(n_in, 2 * dim)
 
-    def forward(self, h: torch.Tensor) -> Independent:
+    def forward(self, h: torch.Tensor) -> DiagonalNormal:
         return diagonal_gaussian(self.linear(h))
 
 
@@ -48,7 +50,7 @@ class MLPEncoder(nn.Module):
         self.body = nn.Sequential(nn.Flatten(), mlp([math.prod(data_shape), hidden_dim, hidden_dim]), nn.ReLU())
         self.head = GaussianHead(hidden_dim, latent_dim)
 
-    def forward(self, x: torch.Tensor) -> Independent:
+    def forward(self, x: torch.Tensor) -> DiagonalNormal:
         return self.head(self.body(x))
 
 
@@ -74,7 +76,7 @@ class ConvEncoder(nn.Module):
         )
         self.head = GaussianHead(hidden_dim, latent_dim)
 
-    def forward(self, x: torch.Tensor) -> Independent:
+    def forward(self, x: torch.Tensor) -> DiagonalNormal:
         return self.head(self.body(x))
 
 
@@ -108,10 +110,8 @@ class Likelihood(nn.Module):
     def forward(self, output: torch.Tensor) -> Independent:
         output = output.reshape(-1, *self.data_shape).float()
         if self.kind == "bernoulli":
-            base = Bernoulli(logits=output, validate_args=False)
-        else:
-            base = Normal(output, F.softplus(self.raw_scale) + 1e-3, validate_args=False)
-        return Independent(base, len(self.data_shape))
+            return IndependentBernoulli(output, len(self.data_shape))
+        return Independent(Normal(output, F.softplus(self.raw_scale) + 1e-3, validate_args=False), len(self.data_shape))
 
     def mean(self, output: torch.Tensor) -> torch.Tensor:
         output = output.reshape(-1, *self.data_shape)

@@ -2,7 +2,7 @@
 torch.distributions object for the current step, so the VampPrior encodes its pseudo-inputs once
 per call, not once per sample.
 
-- `StandardPrior`: N(0, sigma^2 I), a plain `Independent(Normal)`: KL(q || p) is analytic.
+- `StandardPrior`: N(0, sigma^2 I), a `DiagonalNormal`: KL(q || p) is analytic.
 - `MixturePrior`: K learned diagonal Gaussians with softmax weights.
 - `VampPrior`: p(z) = sum_k w_k q(z | u_k) with K learned pseudo-inputs (Tomczak & Welling 2018).
 """
@@ -15,8 +15,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Categorical, Distribution, Independent, Normal, constraints
+from torch.distributions import Categorical, Distribution, constraints
 
+from vaebench.distributions import DiagonalNormal
 from vaebench.errors import UserError
 
 PRIORS = ("standard", "mog", "vamp")
@@ -92,7 +93,7 @@ class StandardPrior(nn.Module):
         self.register_buffer("scale", torch.full((latent_dim,), float(sigma)))
 
     def forward(self) -> Distribution:
-        return Independent(Normal(self.loc, self.scale, validate_args=False), 1)
+        return DiagonalNormal(self.loc, self.scale)
 
 
 class MixturePrior(nn.Module):
@@ -116,7 +117,7 @@ class VampPrior(nn.Module):
 
     def __init__(
         self,
-        encode: Callable[[torch.Tensor], Independent],
+        encode: Callable[[torch.Tensor], DiagonalNormal],
         data_shape: tuple[int, ...],
         K: int,
         init: torch.Tensor | None = None,

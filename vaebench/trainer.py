@@ -98,17 +98,18 @@ class Trainer:
             means = torch.stack([loss, *terms.values()]).float().mean(dim=1)
         return loss.mean(), list(terms), means
 
-    def train_step(self, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        """One optimiser step; returns [loss, grad_norm, *term means] as one device vector."""
+    def train_step(self, x: torch.Tensor, beta: torch.Tensor, measure_grad_norm: bool = False):
+        """One optimiser step. Returns [loss, *term means] as one device vector, and the gradients'
+        2-norm when asked (else None): 13 norm kernels, so the loop asks once per log interval."""
         with self.autocast:
             loss, names, means = self.loss_fn(x, beta)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = _total_norm([p.grad for p in self.learned if p.grad is not None])
+        grad_norm = _total_norm([p.grad for p in self.learned if p.grad is not None]) if measure_grad_norm else None
         self.optimizer.step()
         if self.term_names is None:
-            self.term_names = ["loss", "grad_norm", *names]
-        return torch.cat([means[:1], grad_norm.reshape(1), means[1:]])
+            self.term_names = ["loss", *names]
+        return means, grad_norm
 
     # -- the loop -----------------------------------------------------------------------------
     def fit(self) -> str:
@@ -132,23 +133,22 @@ class Trainer:
                     self.epoch_sums = None
                     self.progress.batch_in_epoch = 0
                 bar = self._progress_bar(steps_per_epoch)
-                first_bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
+                interval = _Interval(self.progress.step)
                 for b in range(self.progress.batch_in_epoch, steps_per_epoch):
                     index = self.epoch_order[b * batch_size:(b + 1) * batch_size]
                     fraction = self.progress.epoch + b / steps_per_epoch
                     beta.fill_(elbo.warmup_beta(final_beta, fraction, warmup_epochs))
-                    values = self.train_step(self.data.train_batch(index), beta)
-                    finite = torch.isfinite(values[:2]).all()
-                    first_bad_step = torch.where(finite | (first_bad_step >= 0), first_bad_step, self.progress.step + 1)
-                    self.epoch_sums = values if self.epoch_sums is None else self.epoch_sums + values
+                    logs_now = (b + 1) % log_every == 0 or b + 1 == steps_per_epoch
+                    values, grad_norm = self.train_step(self.data.train_batch(index), beta, measure_grad_norm=logs_now)
+                    interval.add(values)
                     self.progress.step += 1
                     self.progress.batch_in_epoch = b + 1
-                    if (b + 1) % log_every == 0 or b + 1 == steps_per_epoch:
-                        self._check_finite(first_bad_step)
-                        bar.show(b + 1, self.progress.step, self.epoch_sums / (b + 1), self.term_names)
+                    if logs_now or signals.received:
+                        self._fold(interval, grad_norm)
+                        interval = _Interval(self.progress.step)
+                        bar.show(b + 1, self.progress.step, self.epoch_sums[:-2] / (b + 1), self.term_names)
                     if signals.received:
                         bar.close()
-                        self._check_finite(first_bad_step)
                         self.progress.wall_time_s += time.perf_counter() - started
                         self.save("last.pt")
                         raise self._interrupted(signals.received)
@@ -166,7 +166,9 @@ class Trainer:
         p, t = self.progress, self.cfg.trainer
         p.epoch += 1
         p.wall_time_s += seconds
-        means = dict(zip(self.term_names, (self.epoch_sums / steps_per_epoch).tolist()))
+        *sums, grad_norm_sum, grad_norm_steps = self.epoch_sums.tolist()
+        means = {name: total / steps_per_epoch for name, total in zip(self.term_names, sums)}
+        means["grad_norm"] = grad_norm_sum / max(grad_norm_steps, 1)
         means["beta"] = elbo.warmup_beta(float(self.cfg.beta), p.epoch, t.kl_warmup_epochs)
         means["lr"] = self.optimizer.param_groups[0]["lr"]
         means["samples_per_s"] = steps_per_epoch * t.batch_size / max(seconds, 1e-9)
@@ -201,10 +203,24 @@ class Trainer:
         return Stop("interrupted", f"{signal_name} received after step {self.progress.step} ({self.progress.epoch} "
                                    f"epochs completed): saved {self.run_dir / 'checkpoints' / 'last.pt'}.")
 
-    def _check_finite(self, first_bad_step: torch.Tensor) -> None:
-        bad = int(first_bad_step)
-        if bad >= 0:
-            raise self._diverged(f"The loss or its gradient became NaN/inf at step {bad} (epoch {self.progress.epoch + 1})")
+    def _fold(self, interval: "_Interval", grad_norm: torch.Tensor | None) -> None:
+        """Adds the interval's steps to the epoch sums, [*term sums, grad-norm sum, grad-norm count],
+        one step at a time as the steps came, so a resumed run sums in the same order as a straight
+        one; then stops the run if a step's loss or the measured gradient norm is NaN/inf."""
+        rows = interval.rows()
+        if self.epoch_sums is None:
+            self.epoch_sums = rows.new_zeros(rows.shape[1] + 2)
+        for row in rows:
+            self.epoch_sums[:-2] += row
+        checked = rows[:, 0]
+        if grad_norm is not None:
+            self.epoch_sums[-2:] += torch.stack([grad_norm.float(), grad_norm.new_ones((), dtype=torch.float)])
+            checked = torch.cat([checked, grad_norm.float().reshape(1)])
+        finite = torch.isfinite(checked)
+        if not bool(finite.all()):  # the host waits on the device here, once per log interval
+            bad = min(int(torch.nonzero(~finite)[0]), len(rows) - 1)
+            raise self._diverged(f"The loss or its gradient became NaN/inf at step {interval.first_step + bad} "
+                                 f"(epoch {self.progress.epoch + 1})")
 
     def _check_parameters_finite(self) -> None:
         # A finite gradient can still take a huge step; never write such a state over the last good one.
@@ -261,6 +277,19 @@ class Trainer:
 
     def _progress_bar(self, total: int):
         return _Bar(total, self.progress.epoch + 1, self.cfg.trainer.epochs, self.progress.batch_in_epoch)
+
+
+class _Interval:
+    """The per-step [loss, *term means] vectors since the last log, kept on the device."""
+
+    def __init__(self, step: int):
+        self.first_step, self.values = step + 1, []  # steps are counted from 1
+
+    def add(self, values: torch.Tensor) -> None:
+        self.values.append(values)
+
+    def rows(self) -> torch.Tensor:
+        return torch.stack(self.values)
 
 
 class _CompiledOrEager:
