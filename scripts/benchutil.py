@@ -13,10 +13,15 @@ import time
 import torch
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def pick_device(name: str, fast_cpu_math: bool = True) -> torch.device:
+    """The device; on a CPU also torch's fast math kernels for the whole process (vaebench.cpu_math),
+    so that every contender in a script runs with the same kernels."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    if device.type == "cpu" and fast_cpu_math:
+        from vaebench.cpu_math import use_fast_cpu_math
+
+        use_fast_cpu_math()
+    return device
 
 
 def describe(device: torch.device) -> str:

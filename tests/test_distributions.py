@@ -8,7 +8,7 @@ from vaebench.distributions import DiagonalNormal, IndependentBernoulli
 
 
 def gradients(value: torch.Tensor, *inputs: torch.Tensor) -> list[torch.Tensor]:
-    return list(torch.autograd.grad(value.sum(), inputs))
+    return list(torch.autograd.grad(value.sum(), inputs, materialize_grads=True))  # unused: zeros
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "grey"])
@@ -53,3 +53,30 @@ def test_diagonal_normal_rsample_is_reparameterised_and_has_the_right_moments():
     torch.testing.assert_close(z.std(0), scale.detach(), rtol=0.01, atol=0)
     d_loc, d_scale = gradients(z.mean(0), loc, scale)
     torch.testing.assert_close(d_loc, torch.ones(2))  # dz/dloc = 1 for every sample
+
+
+def test_diagonal_normal_log_prob_at_its_own_sample_has_the_general_value_and_gradient():
+    torch.manual_seed(1)
+    loc, scale = torch.randn(5, 3, requires_grad=True), (torch.rand(5, 3) + 0.2).requires_grad_()
+    q = DiagonalNormal(loc, scale)
+    z = q.rsample()
+    at_own_sample = q.log_prob(z)                   # reuses the noise
+    general = q.log_prob(z.clone())                 # a different tensor: the general formula
+    torch.testing.assert_close(at_own_sample, general)
+    torch.testing.assert_close(gradients(at_own_sample, loc, scale), gradients(general, loc, scale))
+
+
+@pytest.mark.parametrize("sigma", [1.0, 0.3])
+def test_isotropic_normal_log_prob_and_kl_match_the_library(sigma):
+    from vaebench.distributions import IsotropicNormal
+
+    torch.manual_seed(2)
+    loc, scale = torch.randn(6, 4, requires_grad=True), (torch.rand(6, 4) + 0.1).requires_grad_()
+    ours = IsotropicNormal(torch.zeros(4), torch.full((4,), sigma), sigma)
+    library = Independent(Normal(torch.zeros(4), torch.full((4,), sigma)), 1)
+    z = torch.randn(6, 4)
+    torch.testing.assert_close(ours.log_prob(z), library.log_prob(z))
+    ours_kl = kl_divergence(DiagonalNormal(loc, scale), ours)
+    library_kl = kl_divergence(Independent(Normal(loc, scale), 1), library)
+    torch.testing.assert_close(ours_kl, library_kl)
+    torch.testing.assert_close(gradients(ours_kl, loc, scale), gradients(library_kl, loc, scale))

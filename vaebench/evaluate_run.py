@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from vaebench import checkpoint
 from vaebench.board import Board
+from vaebench.cpu_math import use_fast_cpu_math
 from vaebench.data import load_dataset
 from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
@@ -39,6 +40,8 @@ def evaluate_run(argv: list[str]) -> dict:
         OmegaConf.update(cfg, key, value, force_add=True)
     validate_config(cfg)
     device = device_for(cfg)
+    if device.type == "cpu":
+        use_fast_cpu_math()
 
     torch.manual_seed(int(cfg.seed))
     data = load_dataset(cfg.dataset, int(cfg.seed))

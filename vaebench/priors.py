@@ -2,7 +2,7 @@
 torch.distributions object for the current step, so the VampPrior encodes its pseudo-inputs once
 per call, not once per sample.
 
-- `StandardPrior`: N(0, sigma^2 I), a `DiagonalNormal`: KL(q || p) is analytic.
+- `StandardPrior`: N(0, sigma^2 I), an `IsotropicNormal`: KL(q || p) is analytic.
 - `MixturePrior`: K learned diagonal Gaussians with softmax weights.
 - `VampPrior`: p(z) = sum_k w_k q(z | u_k) with K learned pseudo-inputs (Tomczak & Welling 2018).
 """
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Categorical, Distribution, constraints
 
-from vaebench.distributions import DiagonalNormal
+from vaebench.distributions import DiagonalNormal, IsotropicNormal
 from vaebench.errors import UserError
 
 PRIORS = ("standard", "mog", "vamp")
@@ -89,11 +89,12 @@ class DiagonalGaussianMixture(Distribution):
 class StandardPrior(nn.Module):
     def __init__(self, latent_dim: int, sigma: float = 1.0):
         super().__init__()
+        self.sigma = float(sigma)
         self.register_buffer("loc", torch.zeros(latent_dim))
-        self.register_buffer("scale", torch.full((latent_dim,), float(sigma)))
+        self.register_buffer("scale", torch.full((latent_dim,), self.sigma))
 
-    def forward(self) -> Distribution:
-        return DiagonalNormal(self.loc, self.scale)
+    def forward(self) -> IsotropicNormal:
+        return IsotropicNormal(self.loc, self.scale, self.sigma)
 
 
 class MixturePrior(nn.Module):

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from vaebench import checkpoint, elbo
+from vaebench.cpu_math import use_fast_cpu_math
 from vaebench.diagnostics import split_diagnostics
 from vaebench.evaluate import fixed_randomness, split_terms
 
@@ -76,6 +77,8 @@ class Trainer:
 
     def __post_init__(self):
         self.device = self.data.train.device
+        if self.device.type == "cpu":
+            use_fast_cpu_math()
         # Fused Adam: the same update as the default, in one kernel per step instead of several per tensor.
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.trainer.lr,
                                           fused=self.device.type in ("cpu", "cuda") or None)
