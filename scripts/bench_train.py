@@ -50,7 +50,7 @@ def vaebench_config(overrides: list[str]):
         return compose(config_name="config", overrides=overrides)
 
 
-def vaebench_trainer(overrides: list[str], data, compile_: bool, run_dir: Path):
+def vaebench_trainer(overrides: list[str], data, compile_: bool, run_dir: Path, precision: str = "fp32"):
     from vaebench.models import build_model
     from vaebench.trainer import Trainer
 
@@ -61,7 +61,8 @@ def vaebench_trainer(overrides: list[str], data, compile_: bool, run_dir: Path):
             self.progress.epoch += 1
             self.epoch_order, self.epoch_sums = None, None
 
-    cfg = vaebench_config([*overrides, f"trainer.batch_size={BATCH}", f"trainer.compile={str(compile_).lower()}"])
+    cfg = vaebench_config([*overrides, f"trainer.batch_size={BATCH}", f"trainer.compile={str(compile_).lower()}",
+                           f"trainer.precision={precision}"])
     model = build_model(cfg, data.data_shape, data.train).to(data.train.device)
     trainer = EpochTrainer(model, data, cfg, run_dir, board=None)
 
@@ -169,7 +170,7 @@ def flops_per_sample(step, x: torch.Tensor) -> float:
 
 def bench_model(name: str, data, args, run_dir: Path, device: torch.device) -> dict:
     """Alternating timed rounds of vaebench and the plain loop; then FLOPs and peak memory of one step."""
-    contenders = {"vaebench": vaebench_trainer(MODELS[name], data, args.compile, run_dir),
+    contenders = {"vaebench": vaebench_trainer(MODELS[name], data, args.compile, run_dir, args.precision),
                   "plain": plain_loop(name, data.train, args.steps)}
     for epoch, _, _ in contenders.values():
         epoch()  # warm-up: allocator, Adam state, kernels, compilation
@@ -201,6 +202,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10, help="alternating rounds per model; medians count (default: 10)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     parser.add_argument("--compile", action="store_true", help="vaebench with trainer.compile=true")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="vaebench's trainer.precision (bf16: CUDA only)")
     args = parser.parse_args()
     names = args.models.split(",")
     if unknown := [n for n in names if n not in MODELS]:
@@ -217,7 +219,8 @@ def main() -> None:
     data = Dataset("synthetic", train, held_out, held_out, dynamic_binarize=True)
 
     print(f"Device: {describe(device)}; batch {BATCH}; {args.rounds} rounds of {args.steps} steps per "
-          f"contender{'; vaebench with trainer.compile=true' if args.compile else ''}.", flush=True)
+          f"contender{'; vaebench with trainer.compile=true' if args.compile else ''}"
+          f"{'; vaebench with trainer.precision=' + args.precision if args.precision != 'fp32' else ''}.", flush=True)
     matmul = matmul_gflops(device)
     results = {}
     run_dir = Path(tempfile.mkdtemp(prefix="bench_train_"))  # the trainer's first checkpoint goes here
