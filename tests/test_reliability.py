@@ -62,6 +62,8 @@ def npz(data_dir: Path, name: str) -> list[str]:
 # id -> (overrides, words the one-paragraph message must contain)
 BAD_INPUT = {
     "unknown prior": (["prior=vampp"], ["prior=vampp", "mog, standard, vamp"]),
+    "typo'd key": (["trainer.epoch=3"], ["trainer.epoch is not a config key", "Did you mean trainer.epochs?"]),
+    "key of another prior": (["prior=standard", "prior.init=data"], ["prior.init", "prior=standard", "prior.K"]),
     "negative beta": (["beta=-1"], ["beta=-1", ">= 0"]),
     "infinite beta": (["beta=inf"], ["beta=inf", "finite"]),
     "K below 1": (["prior=vamp", "prior.K=0"], ["prior.K=0", ">= 1"]),
@@ -233,6 +235,9 @@ def test_sigterm_mid_epoch_then_resume_matches_a_straight_run(tmp_path, data_dir
     assert read_metrics(run_dir)["status"] == "interrupted"
     progress = checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]
     assert progress["epoch"] == 0 and 0 < progress["batch_in_epoch"] < STEPS_PER_EPOCH, progress  # mid-epoch 1
+
+    other_batch = run_cli(["train", f"resume={run_dir}", "trainer.batch_size=16"], cwd=tmp_path, check=False)
+    assert other_batch.returncode == 2 and "trainer.batch_size=8" in other_batch.stderr  # would skip or repeat points
 
     resumed = run_cli(["train", f"resume={run_dir}"], cwd=tmp_path)
     assert "Resuming" in resumed.stdout

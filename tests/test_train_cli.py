@@ -125,6 +125,13 @@ def test_eval_command_writes_eval_json(trained):
     assert "eval/val/log_likelihood" in events(run_dir).Tags()["scalars"]
 
 
+def test_eval_refuses_an_option_it_does_not_have(trained):
+    run_dir, _ = trained
+    proc = run_cli(["eval", str(run_dir), "eval.splt=val"], cwd=run_dir, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "eval.splt is not an eval option" in proc.stderr and "eval.split" in proc.stderr
+
+
 def test_help_lists_the_config_groups(tmp_path):
     assert "train" in run_cli(["--help"], cwd=tmp_path).stdout
     out = run_cli(["train", "--help"], cwd=tmp_path).stdout

@@ -37,6 +37,8 @@ def evaluate_run(argv: list[str]) -> dict:
     state = checkpoint.load(path)
     cfg = OmegaConf.create(state["config"])
     for key, value in options.items():
+        if key.startswith("eval.") and key.removeprefix("eval.") not in cfg.eval:
+            raise UserError(f"{key} is not an eval option; choose from {', '.join('eval.' + k for k in cfg.eval)}. {USAGE}")
         OmegaConf.update(cfg, key, value, force_add=True)
     validate_config(cfg)
     device = device_for(cfg)

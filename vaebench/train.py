@@ -232,6 +232,14 @@ def _resumed_config(state: dict, cfg: DictConfig, overrides: list[str]) -> DictC
                 f"from the original run. Start a new run to change {key}."
             )
         OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
+    old_batch, in_epoch = state["config"]["trainer"]["batch_size"], state["progress"]["batch_in_epoch"]
+    if in_epoch and saved.trainer.batch_size != old_batch:
+        # The epoch's remaining batches are counted in the old size: a new one would skip or repeat points.
+        raise UserError(
+            f"trainer.batch_size={saved.trainer.batch_size} cannot resume this run: it stopped in the middle of "
+            f"an epoch ({in_epoch} batches of {old_batch} taken). Resume with trainer.batch_size={old_batch}, "
+            "or without trainer.batch_size, which keeps the run's own."
+        )
     return saved
 
 

@@ -162,14 +162,74 @@ def validate_choices(args: list[str], config_dir: str) -> None:
         loader = GlobalHydra.instance().config_loader()
         for override in overrides:
             _check_choice(override, loader, flags.overrides)
+        _check_keys(overrides, loader)
+
+
+def _check_keys(overrides, loader) -> None:
+    """Refuse `trainer.epoch=3` (a key no config has) with the keys that exist, before Hydra's own
+    multi-line message. The config is composed with each combination of the group choices the
+    command names (`prior=standard,vamp` composes both), since the keys depend on them."""
+    import itertools
+
+    from hydra import compose
+
+    groups, keys = {}, []
+    for override in overrides:
+        group, is_group = override.key_or_group, _is_group(override, loader)
+        if is_group and not override.is_delete():
+            if override.is_sweep_override() and not override.is_choice_sweep():
+                return  # glob() or range() over a group: Hydra expands it
+            groups[group] = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        elif not is_group and not (override.is_add() or override.is_force_add() or override.is_delete()
+                                   or override.package or group.startswith("hydra.") or group.startswith("hydra/")):
+            keys.append(group)
+    if not keys:
+        return
+    for choice in itertools.islice(itertools.product(*groups.values()), 16):
+        cfg = compose("config", overrides=[f"{g}={v}" for g, v in zip(groups, choice)])
+        for key in keys:
+            if not _has_key(cfg, key):
+                raise UserError(_unknown_key_message(cfg, key, dict(zip(groups, choice))))
+
+
+def _has_key(cfg, key: str) -> bool:
+    """Whether `key` exists, also when its value is still ??? (to be given on the command line)."""
+    from omegaconf import OmegaConf
+
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    return OmegaConf.is_dict(node) and leaf in node.keys()
+
+
+def _is_group(override, loader) -> bool:
+    parent, _, leaf = override.key_or_group.rpartition("/")
+    return leaf in loader.list_groups(parent)
+
+
+def _unknown_key_message(cfg, key: str, choices: dict) -> str:
+    import difflib
+
+    from omegaconf import OmegaConf
+
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    where = f" with {' '.join(f'{g}={v}' for g, v in choices.items())}" if choices else ""
+    if not OmegaConf.is_dict(node):
+        return f"{key} is not a config key: {parent or key} has no keys{where}."
+    existing = [str(k) for k in node.keys()]
+    by_lower = {k.lower(): k for k in existing}
+    close = difflib.get_close_matches(leaf.lower(), list(by_lower), n=1)
+    prefix = f"{parent}." if parent else ""
+    hint = f" Did you mean {prefix}{by_lower[close[0]]}?" if close else ""
+    return (f"{key} is not a config key{where}.{hint} The keys of {parent or 'the config'} are: "
+            f"{', '.join(prefix + k for k in existing)} (+{key}=VALUE would add it as a new key).")
 
 
 def _check_choice(override, loader, all_overrides: list[str]) -> None:
     from hydra.core.override_parser.types import ValueType
 
     group = override.key_or_group
-    parent, _, leaf = group.rpartition("/")
-    if override.is_delete() or leaf not in loader.list_groups(parent):
+    if override.is_delete() or not _is_group(override, loader):
         return  # a config key such as prior.K, not a group
     if override.value_type in (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP):
         values = list(override.sweep_string_iterator())
