@@ -125,6 +125,15 @@ def test_eval_command_writes_eval_json(trained):
     assert "eval/val/log_likelihood" in events(run_dir).Tags()["scalars"]
 
 
+def test_eval_on_train_scores_the_images_the_final_metrics_scored(trained):
+    run_dir, _ = trained
+    run_cli(["eval", str(run_dir), "eval.split=train", "eval.iw_samples=0"], cwd=run_dir)
+    evaluated = json.loads((run_dir / "checkpoints" / "eval.json").read_text())["train"]
+    final = read_metrics(run_dir)["train"]
+    for term in ("elbo", "reconstruction", "kl"):
+        assert evaluated[term] == pytest.approx(final[term], abs=1e-4), term
+
+
 def test_eval_refuses_an_option_it_does_not_have(trained):
     run_dir, _ = trained
     proc = run_cli(["eval", str(run_dir), "eval.splt=val"], cwd=run_dir, check=False)

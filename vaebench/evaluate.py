@@ -22,6 +22,12 @@ def fixed_randomness(device: torch.device, seed: int = EVAL_SEED):
         yield
 
 
+def fixed_binarization(x: torch.Tensor) -> torch.Tensor:
+    """One Bernoulli image per point, the same in every evaluation of the split (the final metrics
+    and `vaebench eval` score the same images)."""
+    return torch.bernoulli(x, generator=torch.Generator(x.device).manual_seed(EVAL_SEED))
+
+
 def chunks(x: torch.Tensor, size: int):
     for start in range(0, len(x), size):
         yield x[start:start + size]
@@ -35,11 +41,11 @@ def split_terms(model, x: torch.Tensor, batch_size: int, binarize: bool = False)
     data); validation and test splits arrive binarised already."""
     model.eval()
     sums: dict[str, torch.Tensor] = {}
+    if binarize:
+        x = fixed_binarization(x)
     with fixed_randomness(x.device):
         p_z = model.prior()
         for batch in chunks(x, batch_size):
-            if binarize:
-                batch = torch.bernoulli(batch)
             latents, layers = model.latents(batch, p_z)
             terms = elbo.elbo_terms(model.decode(latents).log_prob(batch), layers)
             q, p, z = next(iter(layers.values()))  # the top layer: what the prior acts on

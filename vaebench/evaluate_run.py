@@ -15,6 +15,7 @@ from vaebench.board import Board
 from vaebench.cpu_math import use_fast_cpu_math
 from vaebench.data import load_dataset
 from vaebench.diagnostics import split_report
+from vaebench.evaluate import fixed_binarization
 from vaebench.errors import UserError
 from vaebench.models import build_model
 from vaebench.validate import device_for, validate_config
@@ -53,8 +54,8 @@ def evaluate_run(argv: list[str]) -> dict:
         x = x[: cfg.eval.max_points]
     x = x.to(device)
     binarize = split == "train" and data.dynamic_binarize
-    if binarize:  # one fixed binarisation, as in training's final metrics
-        x = torch.bernoulli(x, generator=torch.Generator(device).manual_seed(int(cfg.seed)))
+    if binarize:  # the same images as training's final metrics
+        x = fixed_binarization(x)
     model = build_model(cfg, data.data_shape, data.train).to(device)
     model.load_state_dict(state["model"])
 
