@@ -52,6 +52,8 @@ def data_dir(tmp_path_factory) -> Path:
     write_npz(folder / "five_d.npz", x=np.zeros((10, 2, 2, 2, 2), np.float32))
     write_npz(folder / "nan.npz", x=np.where(np.arange(x.size).reshape(x.shape) == 7, np.nan, x))
     write_npz(folder / "counts.npz", x=x * 3.0)
+    write_npz(folder / "object_labels.npz", x=x, y=np.array([{"digit": 1}] * len(x), dtype=object))
+    write_npz(folder / "short_labels.npz", x=x, y=np.arange(10))
     return folder
 
 
@@ -76,6 +78,8 @@ BAD_INPUT = {
     "npz without x": ("no_x.npz", ["no_x.npz", "no array `x`", "images"]),
     "npz of the wrong shape": ("five_d.npz", ["five_d.npz", "(10, 2, 2, 2, 2)"]),
     "npz with NaN": ("nan.npz", ["nan.npz", "NaN"]),
+    "npz with object labels": ("object_labels.npz", ["object_labels.npz", "`y`", "integer label"]),
+    "npz with too few labels": ("short_labels.npz", ["short_labels.npz", "`y`", "10 entries where `x` has 300"]),
     "npz outside [0,1], binarised": ("counts.npz", ["counts.npz", "dataset.binarize=dynamic", "[0, 1]"]),
     "npz outside [0,1], bernoulli": ("counts.npz none", ["model.likelihood=bernoulli", "[0, 1]"]),
     "cuda without a GPU": (["trainer.device=cuda"], ["trainer.device=cuda", "trainer.device=cpu"]),

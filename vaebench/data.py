@@ -210,7 +210,26 @@ def _npz(path) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise UserError(f"dataset.path={str(path)!r}: array `x` contains NaN or infinite values.")
     if x.ndim == 3:
         x = x.unsqueeze(1)
-    y = torch.from_numpy(arrays["y"]).long() if "y" in names else None
-    if y is not None and len(y) != len(x):
-        raise UserError(f"dataset.path={str(path)!r}: `y` has {len(y)} entries but `x` has {len(x)}.")
-    return x, y
+    return x, _labels(arrays, names, path, len(x))
+
+
+def _labels(arrays, names: list[str], path, n: int) -> torch.Tensor | None:
+    """The optional array `y`: one integer label per point, used only to colour the latent scatter."""
+    if "y" not in names:
+        return None
+    problem = ""
+    try:
+        y = arrays["y"]
+    except ValueError as err:  # an object array: np.load runs no pickled code
+        problem = f"it cannot be read ({err})"
+    else:
+        whole = np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_) or (
+            np.issubdtype(y.dtype, np.floating) and bool(np.all(np.isfinite(y) & (np.mod(y, 1) == 0))))
+        if y.ndim != 1 or not whole:
+            problem = f"it has shape {y.shape} and dtype {y.dtype}" + ("" if whole else " with values that are not whole numbers")
+        elif len(y) != n:
+            problem = f"it has {len(y)} entries where `x` has {n}"
+    if problem:
+        raise UserError(f"dataset.path={str(path)!r}: the optional array `y` must hold one integer label per "
+                        f"point of `x`, but {problem}. Store integer labels, or leave `y` out of the file.")
+    return torch.from_numpy(y).long()
