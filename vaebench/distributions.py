@@ -27,8 +27,10 @@ class DiagonalNormal(Independent):
         self._last_sample: tuple[torch.Tensor, torch.Tensor] | None = None  # (z, its noise)
 
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        shape = self._extended_shape(sample_shape)
-        noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        if sample_shape:
+            noise = torch.randn(self._extended_shape(sample_shape), dtype=self.loc.dtype, device=self.loc.device)
+        else:  # the training step's case, without the shape arithmetic
+            noise = torch.randn_like(self.loc)
         z = self.loc + self.scale * noise
         self._last_sample = (z, noise)
         return z
