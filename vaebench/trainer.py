@@ -259,10 +259,16 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = Progress(**state["progress"])
-        order, sums = state["epoch_order"], state["epoch_sums"]
+        order, sums, names = state["epoch_order"], state["epoch_sums"], state["term_names"]
+        if names and "grad_norm" in names:  # saved before the grad norm moved to the end of the sums
+            i = names.index("grad_norm")
+            names = names[:i] + names[i + 1:]
+            if sums is not None:  # the old layout measured the norm at every step
+                steps = torch.tensor([float(self.progress.batch_in_epoch)], dtype=sums.dtype)
+                sums = torch.cat([sums[:i], sums[i + 1:], sums[i:i + 1], steps])
         self.epoch_order = None if order is None else order.to(self.device)
         self.epoch_sums = None if sums is None else sums.to(self.device)
-        self.term_names = state["term_names"]
+        self.term_names = names
         self.order_generator.set_state(state["order_generator"])
         checkpoint.set_rng_state(state["rng"])
         self.saved_step = self.progress.step
