@@ -152,6 +152,8 @@ def test_help_lists_the_config_groups(tmp_path):
 def test_experiment_configs_compose_with_a_dataset_override(tmp_path):
     out = run_cli(["train", "+experiment=hvae_vampprior_mnist", "dataset=mnist5k", "--cfg", "job"], cwd=tmp_path).stdout
     assert "name: hvae" in out and "name: vamp" in out and "K: 500" in out and "kl_warmup_epochs: 100" in out
+    out = run_cli(["train", "+experiment=vampprior_mnist", "dataset=mnist5k", "prior.K=50", "--cfg", "job"], cwd=tmp_path).stdout
+    assert "K: 50\n" in out  # a key override beside an experiment passes the key check
     assert "name: mnist5k" in out
 
 

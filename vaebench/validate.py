@@ -172,6 +172,7 @@ def _check_keys(overrides, loader) -> None:
     import itertools
 
     from hydra import compose
+    from hydra.errors import HydraException
 
     groups, keys = {}, []
     for override in overrides:
@@ -179,14 +180,18 @@ def _check_keys(overrides, loader) -> None:
         if is_group and not override.is_delete():
             if override.is_sweep_override() and not override.is_choice_sweep():
                 return  # glob() or range() over a group: Hydra expands it
-            groups[group] = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+            prefix = "++" if override.is_force_add() else "+" if override.is_add() else ""  # +experiment=...
+            groups[prefix + group] = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
         elif not is_group and not (override.is_add() or override.is_force_add() or override.is_delete()
                                    or override.package or group.startswith("hydra.") or group.startswith("hydra/")):
             keys.append(group)
     if not keys:
         return
     for choice in itertools.islice(itertools.product(*groups.values()), 16):
-        cfg = compose("config", overrides=[f"{g}={v}" for g, v in zip(groups, choice)])
+        try:
+            cfg = compose("config", overrides=[f"{g}={v}" for g, v in zip(groups, choice)])
+        except HydraException:
+            return  # Hydra's own composition error says what is wrong, when it runs
         for key in keys:
             if not _has_key(cfg, key):
                 raise UserError(_unknown_key_message(cfg, key, dict(zip(groups, choice))))
