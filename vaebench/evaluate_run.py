@@ -15,8 +15,8 @@ from vaebench.board import Board
 from vaebench.cpu_math import use_fast_cpu_math
 from vaebench.data import load_dataset
 from vaebench.diagnostics import split_report
-from vaebench.evaluate import fixed_binarization
 from vaebench.errors import UserError
+from vaebench.evaluate import fixed_binarization
 from vaebench.models import build_model
 from vaebench.validate import device_for, validate_config
 

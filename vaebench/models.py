@@ -125,8 +125,7 @@ def repeat_samples(q: DiagonalNormal, samples: int) -> DiagonalNormal:
     """q(z|x) with its batch repeated `samples` times (sample-major), to draw several z per point."""
     if samples == 1:
         return q
-    base = q.base_dist
-    return DiagonalNormal(base.loc.repeat(samples, 1), base.scale.repeat(samples, 1))
+    return DiagonalNormal(q.loc.repeat(samples, 1), q.scale.repeat(samples, 1))
 
 
 def build_model(cfg, data_shape: tuple[int, ...], train_data: torch.Tensor) -> LatentVariableModel:
