@@ -236,7 +236,7 @@ def main() -> None:
     for name, r in results.items():
         rate, peak = r["samples_per_s"], r["peak_mib"]
         achieved = r["flops"] * rate["vaebench"] / 1e9
-        rows.append([name, f"{rate['vaebench']:,.0f}", f"{rate['plain']:,.0f}", f"{r['ratio']:.2f}",
+        rows.append([name, f"{rate['vaebench']:,.0f}", f"{rate['plain']:,.0f}", f"{r['ratio']:.3f}",
                      f"{r['flops'] / 1e6:.2f}", f"{achieved:.1f}", f"{100 * achieved / matmul:.0f}%",
                      f"{peak['vaebench']:.1f} / {peak['plain']:.1f}", f"{r['params'] / 1e6:.2f}"])
     print()

@@ -80,3 +80,20 @@ def test_isotropic_normal_log_prob_and_kl_match_the_library(sigma):
     library_kl = kl_divergence(Independent(Normal(loc, scale), 1), library)
     torch.testing.assert_close(ours_kl, library_kl)
     torch.testing.assert_close(gradients(ours_kl, loc, scale), gradients(library_kl, loc, scale))
+
+
+def test_the_lean_classes_still_answer_as_their_library_counterparts():
+    """base_dist, mean, variance and shapes are built on demand, not at construction: they still agree."""
+    loc, scale = torch.randn(5, 3), torch.rand(3) + 0.1  # scale broadcast over the batch
+    ours, library = DiagonalNormal(loc, scale), Independent(Normal(loc, scale), 1)
+    assert (ours.batch_shape, ours.event_shape) == (library.batch_shape, library.event_shape) == ((5,), (3,))
+    assert isinstance(ours.base_dist, Normal)
+    torch.testing.assert_close(ours.mean, library.mean)
+    torch.testing.assert_close(ours.variance, library.variance)
+    assert ours.sample((2,)).shape == (2, 5, 3)
+
+    logits = torch.randn(4, 1, 2, 2)
+    bernoulli, library = IndependentBernoulli(logits, 3), Independent(Bernoulli(logits=logits), 3)
+    assert (bernoulli.batch_shape, bernoulli.event_shape) == (library.batch_shape, library.event_shape) == ((4,), (1, 2, 2))
+    torch.testing.assert_close(bernoulli.mean, library.mean)
+    assert bernoulli.sample().shape == (4, 1, 2, 2)

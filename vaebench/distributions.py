@@ -11,7 +11,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import Bernoulli, Independent, Normal, register_kl
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, register_kl
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -21,10 +21,19 @@ class DiagonalNormal(Independent):
     log_prob, entropy, rsample and KL written for the diagonal case directly, a handful of
     kernels each, without the generic per-coordinate path."""
 
+    reinterpreted_batch_ndims = 1
+
     def __init__(self, loc: torch.Tensor, scale: torch.Tensor):
-        super().__init__(Normal(loc, scale, validate_args=False), 1, validate_args=False)
-        self.loc, self.scale = self.base_dist.loc, self.base_dist.scale
+        # The Normal it stands for is built only when asked for (`base_dist`): not on the training step.
+        if loc.shape != scale.shape:
+            loc, scale = torch.broadcast_tensors(loc, scale)
+        self.loc, self.scale = loc, scale
         self._last_sample: tuple[torch.Tensor, torch.Tensor] | None = None  # (z, its noise)
+        Distribution.__init__(self, loc.shape[:-1], loc.shape[-1:], validate_args=False)
+
+    @property
+    def base_dist(self) -> Normal:
+        return Normal(self.loc, self.scale, validate_args=False)
 
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         if sample_shape:
@@ -79,8 +88,13 @@ class IndependentBernoulli(Independent):
     pixels before negating: one pass over the image (forward and backward) fewer than the library's."""
 
     def __init__(self, logits: torch.Tensor, event_dims: int):
-        super().__init__(Bernoulli(logits=logits, validate_args=False), event_dims, validate_args=False)
+        self.logits, self.reinterpreted_batch_ndims = logits, event_dims
+        Distribution.__init__(self, logits.shape[:-event_dims], logits.shape[-event_dims:], validate_args=False)
+
+    @property
+    def base_dist(self) -> Bernoulli:
+        return Bernoulli(logits=self.logits, validate_args=False)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        pixels = F.binary_cross_entropy_with_logits(self.base_dist.logits, x, reduction="none")
+        pixels = F.binary_cross_entropy_with_logits(self.logits, x, reduction="none")
         return -pixels.sum(dim=tuple(range(-self.reinterpreted_batch_ndims, 0)))

@@ -27,7 +27,7 @@ _HAS_ANALYTIC_KL: dict[tuple, bool] = {}
 def kl_q_p(q: Distribution, p: Distribution, z: torch.Tensor, log_pz: torch.Tensor | None = None) -> torch.Tensor:
     """KL(q || p) per point: analytic when torch.distributions knows it, else the one-sample
     estimate log q(z) - log p(z) (pass `log_pz` when it is already computed)."""
-    key = (type(q), type(p), type(getattr(q, "base_dist", None)), type(getattr(p, "base_dist", None)))
+    key = (_kind(q), _kind(p))
     if _HAS_ANALYTIC_KL.get(key, True):
         try:
             kl = kl_divergence(q, p)
@@ -36,6 +36,11 @@ def kl_q_p(q: Distribution, p: Distribution, z: torch.Tensor, log_pz: torch.Tens
         except NotImplementedError:
             _HAS_ANALYTIC_KL[key] = False
     return q.log_prob(z) - (p.log_prob(z) if log_pz is None else log_pz)
+
+
+def _kind(d: Distribution) -> type | tuple[type, type]:
+    """What kl_divergence dispatches on: the class, and for a plain Independent its base's class too."""
+    return (Independent, type(d.base_dist)) if type(d) is Independent else type(d)
 
 
 def elbo_terms(log_px_given_z: torch.Tensor, layers: dict[str, Layer]) -> dict[str, torch.Tensor]:

@@ -144,7 +144,7 @@ class VampPrior(nn.Module):
 
     def forward(self) -> DiagonalGaussianMixture:
         q_z_given_u = self._encode[0](self.pseudo_inputs)
-        return DiagonalGaussianMixture(self.logits, q_z_given_u.base_dist.loc, q_z_given_u.base_dist.scale)
+        return DiagonalGaussianMixture(self.logits, q_z_given_u.loc, q_z_given_u.scale)
 
 
 def build_prior(cfg, latent_dim: int, encode, data_shape, train_data: torch.Tensor) -> nn.Module:

@@ -6,6 +6,7 @@ Scalars stay on the device and are summed there; the host reads them at the log 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
@@ -89,8 +90,8 @@ class Trainer:
         self.term_names: list[str] | None = None
         self.saved_step: int | None = None  # the step checkpoints/last.pt holds, named when a run diverges
         self.loss_fn = _CompiledOrEager(self._loss) if self.cfg.trainer.compile else self._loss
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(
-            self.cfg.trainer.precision == "bf16" and self.device.type == "cuda"))
+        bf16 = self.cfg.trainer.precision == "bf16" and self.device.type == "cuda"
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     # -- the step -----------------------------------------------------------------------------
     def _loss(self, x: torch.Tensor, beta: torch.Tensor):
@@ -120,7 +121,7 @@ class Trainer:
         t = self.cfg.trainer
         n = len(self.data.train)
         steps_per_epoch = math.ceil(n / t.batch_size)
-        beta = torch.zeros((), device=self.device)
+        beta = torch.full((), elbo.warmup_beta(float(self.cfg.beta), 0.0, t.kl_warmup_epochs), device=self.device)
         # Plain numbers in the loop: each config lookup costs microseconds, at every step.
         batch_size, log_every = int(t.batch_size), int(t.log_every)
         final_beta, warmup_epochs = float(self.cfg.beta), t.kl_warmup_epochs
@@ -139,8 +140,8 @@ class Trainer:
                 interval = _Interval(self.progress.step)
                 for b in range(self.progress.batch_in_epoch, steps_per_epoch):
                     index = self.epoch_order[b * batch_size:(b + 1) * batch_size]
-                    fraction = self.progress.epoch + b / steps_per_epoch
-                    beta.fill_(elbo.warmup_beta(final_beta, fraction, warmup_epochs))
+                    if warmup_epochs:  # beta changes at every step of a warm-up only
+                        beta.fill_(elbo.warmup_beta(final_beta, self.progress.epoch + b / steps_per_epoch, warmup_epochs))
                     logs_now = (b + 1) % log_every == 0 or b + 1 == steps_per_epoch
                     values, grad_norm = self.train_step(self.data.train_batch(index), beta, measure_grad_norm=logs_now)
                     interval.add(values)
