@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -162,6 +163,14 @@ def plain_loop(name: str, train: torch.Tensor, steps: int):
     return epoch, step, sum(p.numel() for p in model.parameters())
 
 
+def spread(ratios: list[float]) -> str:
+    """The median of the paired ratios and, in brackets, their middle half: how far one run can be trusted."""
+    if len(ratios) < 2:
+        return f"{median(ratios):.3f}"
+    low, mid, high = statistics.quantiles(ratios, n=4)
+    return f"{mid:.3f} ({low:.3f}-{high:.3f})"
+
+
 def flops_per_sample(step, x: torch.Tensor) -> float:
     with FlopCounterMode(display=False) as counter:
         step(x)
@@ -187,7 +196,7 @@ def bench_model(name: str, data, args, run_dir: Path, device: torch.device) -> d
               f"{flops['plain'] / 1e6:.2f}: the models differ.", file=sys.stderr)
     return {
         "samples_per_s": {who: args.steps * BATCH / median(s) for who, s in seconds.items()},
-        "ratio": median(p / v for v, p in zip(seconds["vaebench"], seconds["plain"])),  # of paired rounds
+        "ratios": [p / v for v, p in zip(seconds["vaebench"], seconds["plain"])],  # of paired rounds
         "flops": flops["vaebench"],
         "peak_mib": {who: peak_memory_bytes(lambda: step(x), device) / 2**20 for who, (_, step, _) in contenders.items()},
         "params": contenders["vaebench"][2],
@@ -236,14 +245,14 @@ def main() -> None:
     for name, r in results.items():
         rate, peak = r["samples_per_s"], r["peak_mib"]
         achieved = r["flops"] * rate["vaebench"] / 1e9
-        rows.append([name, f"{rate['vaebench']:,.0f}", f"{rate['plain']:,.0f}", f"{r['ratio']:.3f}",
+        rows.append([name, f"{rate['vaebench']:,.0f}", f"{rate['plain']:,.0f}", spread(r["ratios"]),
                      f"{r['flops'] / 1e6:.2f}", f"{achieved:.1f}", f"{100 * achieved / matmul:.0f}%",
                      f"{peak['vaebench']:.1f} / {peak['plain']:.1f}", f"{r['params'] / 1e6:.2f}"])
     print()
     print(table(["model", "vaebench samples/s", "plain samples/s", "vaebench / plain", "MFLOP/sample",
                  "vaebench GFLOP/s", "of matmul", "step peak MiB (vaebench / plain)", "params (M)"], rows))
     print(f"\nmatmul: {matmul:.1f} GFLOP/s (2048 x 2048 float32, the best of the run). Samples/s: medians of "
-          f"{args.rounds} alternating rounds; vaebench / plain: the median over pairs of rounds; FLOPs: matrix products of "
+          f"{args.rounds} alternating rounds; vaebench / plain: the median over pairs of rounds (in brackets the middle half of those pairs); FLOPs: matrix products of "
           "one step, forward and backward (torch.utils.flop_counter); step peak: memory that one step holds "
           "at once beyond the weights, optimiser state and data.")
 
