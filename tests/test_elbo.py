@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from omegaconf import OmegaConf
-from torch.distributions import Independent, Normal, kl_divergence
+from torch.distributions import Independent, Normal, StudentT, kl_divergence
 
 from vaebench import elbo
 from vaebench.models import build_model
@@ -99,3 +99,14 @@ def test_gaussian_likelihood_terms_hold():
         terms = vae.terms(data.repeat(200, 1, 1, 1))
     assert within_mc_error(terms["elbo"] - (terms["log_joint"] + terms["entropy"]))
 
+
+
+def test_the_analytic_kl_cache_tells_wrapped_distributions_apart():
+    """A prior without an analytic KL must not make a later Independent(Normal) prior Monte-Carlo."""
+    torch.manual_seed(2)
+    q = Independent(Normal(torch.randn(5, 3), torch.rand(5, 3) + 0.3), 1)
+    z = q.sample()
+    heavy_tailed = Independent(StudentT(3.0, torch.zeros(3), torch.ones(3)), 1)  # no analytic KL from a Normal
+    assert torch.allclose(elbo.kl_q_p(q, heavy_tailed, z), q.log_prob(z) - heavy_tailed.log_prob(z))
+    gaussian = Independent(Normal(torch.zeros(3), torch.ones(3)), 1)
+    assert torch.equal(elbo.kl_q_p(q, gaussian, z), kl_divergence(q, gaussian))

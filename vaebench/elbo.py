@@ -38,9 +38,11 @@ def kl_q_p(q: Distribution, p: Distribution, z: torch.Tensor, log_pz: torch.Tens
     return q.log_prob(z) - (p.log_prob(z) if log_pz is None else log_pz)
 
 
-def _kind(d: Distribution) -> type | tuple[type, type]:
-    """What kl_divergence dispatches on: the class, and for a plain Independent its base's class too."""
-    return (Independent, type(d.base_dist)) if type(d) is Independent else type(d)
+def _kind(d: Distribution) -> tuple[type, type]:
+    """What kl_divergence's answer depends on: the class, and the class of the base distribution that
+    a wrapper (Independent, TransformedDistribution) holds. vaebench's lean classes build their base
+    only on demand (`distributions.py`), so it is looked up among the attributes, not built."""
+    return type(d), type(vars(d).get("base_dist"))
 
 
 def elbo_terms(log_px_given_z: torch.Tensor, layers: dict[str, Layer]) -> dict[str, torch.Tensor]:
