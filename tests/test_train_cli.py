@@ -91,6 +91,16 @@ def test_npz_dataset(tmp_path):
     assert metrics["config"]["dataset"]["name"] == "npz"
 
 
+def test_bf16_on_a_cpu_says_it_trains_in_fp32(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "toy.npz", x=(rng.random((60, 4, 4)) * 255).astype(np.uint8))
+    proc = run_cli(["train", *TINY, "trainer.epochs=1", "dataset=npz", "dataset.path=toy.npz", "trainer.precision=bf16"],
+                   cwd=tmp_path)
+    assert "trainer.precision=bf16 applies on CUDA only; training in fp32 on cpu." in proc.stdout
+    (run_dir,) = run_dirs(tmp_path)
+    assert read_metrics(run_dir)["status"] == "completed"
+
+
 def test_mnist_offline_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # no network, whatever the machine has
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")

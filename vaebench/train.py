@@ -145,6 +145,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
     model = build_model(cfg, data.data_shape, data.train).to(device)
     if device.type == "cuda" and cfg.model.name == "conv":
         torch.backends.cudnn.benchmark = True
+    if cfg.trainer.precision == "bf16" and device.type != "cuda":
+        print(f"trainer.precision=bf16 applies on CUDA only; training in fp32 on {device.type}.")
 
     board_dir = run_dir / (state["board_dir"] if state else _board_name(label))
     board = Board(board_dir, purge_step=state["step"] + 1 if state else None)

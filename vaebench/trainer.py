@@ -121,10 +121,10 @@ class Trainer:
         t = self.cfg.trainer
         n = len(self.data.train)
         steps_per_epoch = math.ceil(n / t.batch_size)
-        beta = torch.full((), elbo.warmup_beta(float(self.cfg.beta), 0.0, t.kl_warmup_epochs), device=self.device)
         # Plain numbers in the loop: each config lookup costs microseconds, at every step.
         batch_size, log_every = int(t.batch_size), int(t.log_every)
         final_beta, warmup_epochs = float(self.cfg.beta), t.kl_warmup_epochs
+        beta = torch.full((), elbo.warmup_beta(final_beta, 0.0, warmup_epochs), device=self.device)
         with SignalCatcher() as signals:
             if self.progress.step == 0:
                 # The last good state until the first epoch ends: a run that diverges or is killed in
