@@ -145,8 +145,8 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
     with fixed_randomness(x.device):
         p_z = model.prior()
         posteriors = [model.encode(block) for block in chunks(x, batch_size)]
-        loc = torch.cat([q.base_dist.loc for q in posteriors]).float()
-        scale = torch.cat([q.base_dist.scale for q in posteriors]).float()
+        loc = torch.cat([q.loc for q in posteriors]).float()
+        scale = torch.cat([q.scale for q in posteriors]).float()
         z = loc + scale * torch.randn_like(loc)
         log_p_z = p_z.log_prob(z)
         factorised = isinstance(p_z, Independent) and isinstance(p_z.base_dist, Normal)

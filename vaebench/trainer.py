@@ -329,9 +329,10 @@ class _CompiledOrEager:
 
 
 def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
-    """The 2-norm of all gradients together, computed as clip_grad_norm_ computes it, but without its
-    rescaling pass over every gradient (by 1, since nothing is clipped)."""
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    """The 2-norm of all gradients together, as clip_grad_norm_ computes it, without rescaling them."""
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 class _Bar:
