@@ -178,14 +178,19 @@ def flops_per_sample(step, x: torch.Tensor) -> float:
 
 
 def bench_model(name: str, data, args, run_dir: Path, device: torch.device) -> dict:
-    """Alternating timed rounds of vaebench and the plain loop; then FLOPs and peak memory of one step."""
-    contenders = {"vaebench": vaebench_trainer(MODELS[name], data, args.compile, run_dir, args.precision),
-                  "plain": plain_loop(name, data.train, args.steps)}
-    for epoch, _, _ in contenders.values():
-        epoch()  # warm-up: allocator, Adam state, kernels, compilation
-    seconds = {who: [] for who in contenders}
+    """Alternating timed rounds of vaebench and the plain loop; then FLOPs and peak memory of one step.
+
+    Both are built afresh every two rounds (one round each way round): on a CPU an instance's speed
+    depends by up to 3% on where its tensors happen to lie in memory (two instances of the very same
+    plain loop differ so, steadily, within one process), and fresh pairs average that out."""
+    seconds = {"vaebench": [], "plain": []}
     matmul = 0.0
     for r in range(args.rounds):
+        if r % 2 == 0:
+            contenders = {"vaebench": vaebench_trainer(MODELS[name], data, args.compile, run_dir, args.precision),
+                          "plain": plain_loop(name, data.train, args.steps)}
+            for epoch, _, _ in contenders.values():
+                epoch()  # warm-up: allocator, Adam state, kernels, compilation
         for who in (list(contenders) if r % 2 == 0 else list(contenders)[::-1]):
             seconds[who].append(timed(contenders[who][0], device))
         matmul = max(matmul, matmul_gflops(device, seconds=0.2))
