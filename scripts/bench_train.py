@@ -1,6 +1,6 @@
 """Training throughput: vaebench's trainer against a plain PyTorch loop for the same model.
 
-    python scripts/bench_train.py                                  # every model, about 80 s on a 2-core CPU
+    python scripts/bench_train.py                                  # every model, about 70 s on a 2-core CPU
     python scripts/bench_train.py --device cuda --steps 500
     python scripts/bench_train.py --models mlp-vamp --compile      # vaebench with trainer.compile=true
 
