@@ -139,6 +139,7 @@ def test_divergence_stops_with_remedies_and_keeps_a_good_last_pt(tmp_path, data_
     assert "trainer.lr" in proc.stderr and "kl_warmup_epochs" in proc.stderr
     (run_dir,) = run_dirs(tmp_path)
     assert read_metrics(run_dir)["status"] == "diverged"
+    assert f"NaN/inf at step {bad_step}" in (run_dir / "train.log").read_text()  # the run folder says why it stopped
     state = checkpoint.load(run_dir / "checkpoints" / "last.pt")
     assert state["step"] < bad_step
     assert all(torch.isfinite(t).all() for t in state["model"].values())

@@ -1,6 +1,7 @@
 """`vaebench train` and `vaebench eval` end to end, through the real command line."""
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -43,6 +44,15 @@ def test_a_run_logs_every_term_for_train_and_val(trained):
         assert tag in tags["scalars"], tag
     assert {"images/reconstructions", "images/prior_samples"} <= set(tags["images"])
     assert f"tensorboard --logdir {run_dir}" in proc.stdout
+
+
+def test_the_run_folder_keeps_what_the_console_showed_with_times(trained):
+    run_dir, proc = trained
+    assert "epoch    2/2" in proc.stdout and "[" not in proc.stdout.splitlines()[0]  # plain on the console
+    log = (run_dir / "train.log").read_text()
+    epoch_lines = [line for line in log.splitlines() if "val elbo" in line]
+    assert len(epoch_lines) == 2 and all(re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line) for line in epoch_lines)
+    assert "Final terms" in log and f"tensorboard --logdir {run_dir}" in log
 
 
 def test_a_run_writes_checkpoints_and_metrics(trained):

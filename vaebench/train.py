@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -33,6 +34,8 @@ from vaebench.validate import device_for, validate_config, validate_data
 
 # Keys a resumed run may change; everything else defines the experiment and comes from its checkpoint.
 RESUMABLE_PREFIXES = ("trainer.", "eval.", "resume")
+
+log = logging.getLogger(__name__)  # the console and the run folder's train.log (conf/config.yaml)
 FINAL_METRICS = ("elbo", "reconstruction", "kl", "log_likelihood", "mutual_info", "marginal_kl", "active_units")
 
 
@@ -67,15 +70,21 @@ def main(cfg: DictConfig) -> float:
         _interrupted_outside_training(cfg, run_dir)
     except UserError as err:
         _record_failure(cfg, run_dir, str(err))
-        print(f"\nvaebench: {err}\n", file=sys.stderr)
         if not multirun:
+            _tell_failure(f"{err}\n")
             sys.exit(2)
-        print(f"(this run of the sweep failed and is recorded in {run_dir}/metrics.json; the sweep goes on)",
-              file=sys.stderr)
+        _tell_failure(f"{err}\n", f"(this run of the sweep failed and is recorded in {run_dir}/metrics.json; the sweep goes on)")
         return -math.inf
     except Exception as err:
         _record_failure(cfg, run_dir, f"{type(err).__name__}: {err}")
         raise  # a bug rather than bad input: its traceback is what a report needs; Hydra goes on with a sweep
+
+
+def _tell_failure(message: str, *hints: str) -> None:
+    """Why the run stopped: on stderr for the user and in train.log, so the run folder keeps it too."""
+    text = "\n".join([f"\nvaebench: {message}", *hints])
+    print(text, file=sys.stderr)
+    logging.getLogger("vaebench.record").error(text.strip())
 
 
 @contextlib.contextmanager
@@ -100,9 +109,7 @@ def _interrupted_outside_training(cfg: DictConfig, run_dir: Path) -> None:
                                 else "before training started; there is nothing to resume.")
     if not cfg.resume or _status(run_dir) == "running":
         _write_json(run_dir / "metrics.json", {"status": "interrupted", "message": message})
-    print(f"\nvaebench: {message}", file=sys.stderr)
-    if can_resume:
-        print(f"Resume with:  vaebench train resume={run_dir}", file=sys.stderr)
+    _tell_failure(message, *([f"Resume with:  vaebench train resume={run_dir}"] if can_resume else []))
     sys.exit(130)
 
 
@@ -136,7 +143,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
         cfg = _resumed_config(state, cfg, overrides)
     validate_config(cfg)
     if cfg.prior.name == "standard" and cfg.prior.get("K") is not None:
-        print(f"prior.K={cfg.prior.K} is ignored by prior=standard.")
+        log.info(f"prior.K={cfg.prior.K} is ignored by prior=standard.")
     _seed_everything(int(cfg.seed))
     device = device_for(cfg)
     data = load_dataset(cfg.dataset, int(cfg.seed))
@@ -146,7 +153,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
     if device.type == "cuda" and cfg.model.name == "conv":
         torch.backends.cudnn.benchmark = True
     if cfg.trainer.precision == "bf16" and device.type != "cuda":
-        print(f"trainer.precision=bf16 applies on CUDA only; training in fp32 on {device.type}.")
+        log.info(f"trainer.precision=bf16 applies on CUDA only; training in fp32 on {device.type}.")
 
     board_dir = run_dir / (state["board_dir"] if state else _board_name(label))
     board = Board(board_dir, purge_step=state["step"] + 1 if state else None)
@@ -157,12 +164,12 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
     trainer = Trainer(model, data, cfg, run_dir, board, on_evaluation, extra_state={"board_dir": board_dir.name})
     if state:
         trainer.load_state(state)
-        print(f"Resuming {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
+        log.info(f"Resuming {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
     else:
         board.hparams(_hparams(cfg), [f"final/{split}/{term}" for split in ("val", "test") for term in FINAL_METRICS])
-    print(f"Training {cfg.model.name} VAE, prior={cfg.prior.name}, beta={cfg.beta} on {cfg.dataset.name} "
-          f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}.")
-    print(f"Run folder: {run_dir}")
+    log.info(f"Training {cfg.model.name} VAE, prior={cfg.prior.name}, beta={cfg.beta} on {cfg.dataset.name} "
+             f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}.")
+    log.info(f"Run folder: {run_dir}")
     _write_json(run_dir / "metrics.json", {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True)})
 
     started = time.perf_counter()
@@ -173,11 +180,11 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
             "status": stop.status, "message": stop.message, "epochs": trainer.progress.epoch,
             "step": trainer.progress.step, "config": OmegaConf.to_container(cfg, resolve=True)})
         board.close()
-        print(f"\nvaebench: {stop.message}", file=sys.stderr)
         if stop.status == "interrupted":
-            print(f"Resume with:  vaebench train resume={run_dir}", file=sys.stderr)
+            _tell_failure(stop.message, f"Resume with:  vaebench train resume={run_dir}")
             # A sweep stops too: Ctrl-C and SLURM's SIGTERM are meant for the whole process.
             sys.exit(130)
+        _tell_failure(stop.message)
         if not multirun:
             sys.exit(3)
         return {"status": stop.status}
@@ -197,7 +204,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     _write_json(run_dir / "metrics.json", result)
-    _print_summary(result, run_dir, board_dir, multirun)
+    _log_summary(result, run_dir, board_dir, multirun)
     return result
 
 
@@ -274,16 +281,16 @@ def _write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def _print_summary(result: dict, run_dir: Path, board_dir: Path, multirun: bool) -> None:
+def _log_summary(result: dict, run_dir: Path, board_dir: Path, multirun: bool) -> None:
     splits = ("train", "val", "test")
     terms = [t for t in ("elbo", "reconstruction", "kl", "kl_z1", "kl_z2", "log_joint", "entropy",
                          "log_likelihood", "posterior_kl", "mutual_info", "marginal_kl", "total_correlation",
                          "dimwise_kl", "active_units")
              if any(t in result[split] for split in splits)]
-    print(f"\nFinal terms (nats per point; best checkpoint, epoch {result['best_epoch']}):")
-    print(f"  {'term':<18}" + "".join(f"{split:>12}" for split in splits))
-    for t in terms:
-        print(f"  {t:<18}" + "".join(f"{result[split][t]:>12.3f}" if t in result[split] else f"{'-':>12}"
-                                     for split in splits))
-    print(f"\nOutputs:      {run_dir}  (metrics.json, checkpoints/best.pt, checkpoints/last.pt)")
-    print(f"TensorBoard:  tensorboard --logdir {run_dir if not multirun else run_dir.parent}")
+    lines = [f"\nFinal terms (nats per point; best checkpoint, epoch {result['best_epoch']}):",
+             f"  {'term':<18}" + "".join(f"{split:>12}" for split in splits)]
+    lines += [f"  {t:<18}" + "".join(f"{result[split][t]:>12.3f}" if t in result[split] else f"{'-':>12}" for split in splits)
+              for t in terms]
+    lines += [f"\nOutputs:      {run_dir}  (metrics.json, checkpoints/best.pt, checkpoints/last.pt, train.log)",
+              f"TensorBoard:  tensorboard --logdir {run_dir if not multirun else run_dir.parent}"]
+    log.info("\n".join(lines))

@@ -7,6 +7,7 @@ Scalars stay on the device and are summed there; the host reads them at the log 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import signal
 import sys
@@ -20,6 +21,8 @@ from vaebench import checkpoint, elbo
 from vaebench.cpu_math import use_fast_cpu_math
 from vaebench.diagnostics import split_diagnostics
 from vaebench.evaluate import fixed_randomness, split_terms
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -161,8 +164,8 @@ class Trainer:
                 if signals.received:  # it arrived during the evaluation; _end_epoch has just saved last.pt
                     raise self._interrupted(signals.received)
                 if t.patience and self.progress.epoch - self.progress.best_epoch >= t.patience:
-                    print(f"Early stop: no better validation ELBO for {t.patience} epochs "
-                          f"(best {self.progress.best_val_elbo:.2f} at epoch {self.progress.best_epoch}).")
+                    log.info(f"Early stop: no better validation ELBO for {t.patience} epochs "
+                             f"(best {self.progress.best_val_elbo:.2f} at epoch {self.progress.best_epoch}).")
                     break
         return "completed"
 
@@ -194,9 +197,8 @@ class Trainer:
                 with fixed_randomness(self.device):
                     self.on_evaluation(self, val)
             val_elbo = float(val["elbo"])
-            print(f"epoch {p.epoch:>4}/{t.epochs}  step {p.step:>7}  loss {means['loss']:9.3f}  "
-                  f"train elbo {means['elbo']:9.3f}  val elbo {val_elbo:9.3f}  ({means['samples_per_s']:,.0f} samples/s)",
-                  flush=True)
+            log.info(f"epoch {p.epoch:>4}/{t.epochs}  step {p.step:>7}  loss {means['loss']:9.3f}  "
+                     f"train elbo {means['elbo']:9.3f}  val elbo {val_elbo:9.3f}  ({means['samples_per_s']:,.0f} samples/s)")
             if val_elbo > p.best_val_elbo:
                 p.best_val_elbo, p.best_epoch = val_elbo, p.epoch
                 self.save("best.pt")
