@@ -1,4 +1,4 @@
-"""The trainer's step sees the beta of the KL warm-up, step by step, in its loss."""
+"""The trainer's step: the beta of the KL warm-up, step by step, in its loss; bf16 activations."""
 
 import pytest
 import torch
@@ -12,17 +12,20 @@ from vaebench.train import config_dir
 from vaebench.trainer import Trainer
 
 
-@pytest.mark.parametrize("warmup_epochs", [0, 2])
-def test_each_step_trains_with_the_warm_up_beta(tmp_path, warmup_epochs):
+def tiny_trainer(tmp_path, overrides: list[str], image_size: int = 4) -> Trainer:
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[
-            "model.hidden_dim=8", "model.latent_dim=2", "trainer.batch_size=10", "trainer.epochs=2",
-            f"trainer.kl_warmup_epochs={warmup_epochs}", "beta=4", "eval.surgery_every=0"])
+            "model.hidden_dim=8", "model.latent_dim=2", "trainer.batch_size=10", "eval.surgery_every=0", *overrides])
     torch.manual_seed(0)
-    images = torch.rand(60, 1, 4, 4)
+    images = torch.rand(60, 1, image_size, image_size)
     data = Dataset("synthetic", images[:40], images[40:50].bernoulli(), images[50:].bernoulli(), dynamic_binarize=True)
     model = build_model(cfg, data.data_shape, data.train)
-    trainer = Trainer(model, data, cfg, tmp_path, Board(tmp_path / "board"))
+    return Trainer(model, data, cfg, tmp_path, Board(tmp_path / "board"))
+
+
+@pytest.mark.parametrize("warmup_epochs", [0, 2])
+def test_each_step_trains_with_the_warm_up_beta(tmp_path, warmup_epochs):
+    trainer = tiny_trainer(tmp_path, ["trainer.epochs=2", f"trainer.kl_warmup_epochs={warmup_epochs}", "beta=4"])
     seen = []  # (beta, [loss, *term means]) of each step
     train_step = trainer.train_step
 
@@ -38,3 +41,19 @@ def test_each_step_trains_with_the_warm_up_beta(tmp_path, warmup_epochs):
     assert [beta for beta, _ in seen] == pytest.approx(expected)
     for beta, means in seen:  # the loss each step differentiated used that beta
         assert means["loss"] == pytest.approx(-means["reconstruction"] + beta * means["kl"], rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["prior=standard"], ["prior=mog"], ["prior=vamp", "prior.K=5"], ["model=hvae", "prior=vamp", "prior.K=5"], ["model=conv"],
+])
+def test_a_step_under_bf16_autocast_logs_finite_float32_terms(tmp_path, overrides):
+    # trainer.precision=bf16 autocasts on CUDA only; CPU autocast stands in for it here, so that every
+    # model and prior meets bf16 activations (tests/test_gpu.py runs the real thing on a GPU).
+    trainer = tiny_trainer(tmp_path, ["trainer.epochs=1", *overrides], image_size=8)
+    trainer.autocast = torch.autocast("cpu", dtype=torch.bfloat16)
+    x = trainer.data.train_batch(torch.arange(10))
+    with trainer.autocast:
+        assert trainer.model.encode(x).loc.dtype == torch.bfloat16  # the distributions do see bf16
+    means, grad_norm = trainer.train_step(x, torch.ones(()), measure_grad_norm=True)
+    assert means.dtype == torch.float32 and torch.isfinite(means).all() and torch.isfinite(grad_norm)
+    assert trainer.fit() == "completed"
