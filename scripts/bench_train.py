@@ -11,8 +11,9 @@ checkpoint are left out, exactly the part the trainer itself leaves out of its `
 The plain loop is what one writes by hand for the same model and maths: nn.Linear layers of the
 same sizes, a Bernoulli likelihood as binary cross-entropy with logits, the analytic Gaussian KL
 (standard prior) or log q(z|x) - log p(z) with the VampPrior's log-density as one matrix product,
-fused Adam as vaebench's; no logging beyond the loss. Rounds alternate the two, so background load
-hits both alike.
+fused Adam as vaebench's; no logging beyond the loss; each pixel binarised with `torch.rand_like(x) < x`
+as one writes it by hand (vaebench, on a CPU, from 16 random bits per pixel: `data.bernoulli_image`).
+Rounds alternate the two, so background load hits both alike.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def plain_loop(name: str, train: torch.Tensor, steps: int):
         total = torch.zeros((), device=train.device)
         for b in range(steps):
             x = train[order[b * BATCH:(b + 1) * BATCH]]
-            total += step((torch.rand_like(x) < x).to(x.dtype))  # a Bernoulli(x) image, as vaebench draws it
+            total += step((torch.rand_like(x) < x).to(x.dtype))  # a Bernoulli(x) image
         return float(total)  # the host reads the loss once per epoch
 
     return epoch, step, sum(p.numel() for p in model.parameters())
