@@ -32,10 +32,10 @@ from vaebench.pictures import log_pictures
 from vaebench.trainer import Stop, Trainer
 from vaebench.validate import device_for, validate_config, validate_data
 
+log = logging.getLogger(__name__)  # the console and the run folder's train.log (conf/config.yaml)
+
 # Keys a resumed run may change; everything else defines the experiment and comes from its checkpoint.
 RESUMABLE_PREFIXES = ("trainer.", "eval.", "resume")
-
-log = logging.getLogger(__name__)  # the console and the run folder's train.log (conf/config.yaml)
 FINAL_METRICS = ("elbo", "reconstruction", "kl", "log_likelihood", "mutual_info", "marginal_kl", "active_units")
 
 
