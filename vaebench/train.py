@@ -70,10 +70,10 @@ def main(cfg: DictConfig) -> float:
         _interrupted_outside_training(cfg, run_dir)
     except UserError as err:
         _record_failure(cfg, run_dir, str(err))
+        sweep_goes_on = f"(this run of the sweep failed and is recorded in {run_dir}/metrics.json; the sweep goes on)"
+        _tell_failure(f"{err}\n", *([sweep_goes_on] if multirun else []))
         if not multirun:
-            _tell_failure(f"{err}\n")
             sys.exit(2)
-        _tell_failure(f"{err}\n", f"(this run of the sweep failed and is recorded in {run_dir}/metrics.json; the sweep goes on)")
         return -math.inf
     except Exception as err:
         _record_failure(cfg, run_dir, f"{type(err).__name__}: {err}")
