@@ -42,8 +42,8 @@ def main() -> None:
     device = pick_device(args.device)
     points = args.points or (TEST_POINTS if device.type == "cuda" else 200)
 
+    from vaebench.components import build_model
     from vaebench.diagnostics import importance_weighted_log_likelihood, pairs_per_call
-    from vaebench.models import build_model
 
     torch.manual_seed(0)
     x = torch.rand(points, *IMAGE, device=device).bernoulli()

@@ -53,7 +53,7 @@ def vaebench_config(overrides: list[str]):
 
 
 def vaebench_trainer(overrides: list[str], data, compile_: bool, run_dir: Path, precision: str = "fp32"):
-    from vaebench.models import build_model
+    from vaebench.components import build_model
     from vaebench.trainer import Trainer
 
     class EpochTrainer(Trainer):

@@ -8,20 +8,21 @@ from omegaconf import OmegaConf
 from torch.distributions import Independent, Normal, StudentT, kl_divergence
 
 from vaebench import elbo
-from vaebench.models import build_model
+from vaebench.components import build_model
 
 PRIORS = {
-    "standard": {"name": "standard", "sigma": 1.0},
-    "mog": {"name": "mog", "K": 3},
-    "vamp": {"name": "vamp", "K": 3, "init": "random", "learn_weights": False},
+    "standard": {"_target_": "vaebench.priors.StandardPrior", "sigma": 1.0},
+    "mog": {"_target_": "vaebench.priors.MixturePrior", "K": 3},
+    "vamp": {"_target_": "vaebench.priors.VampPrior", "K": 3, "init": "random", "learn_weights": False},
 }
+MODELS = {"mlp": "vaebench.models.MLPVAE", "conv": "vaebench.models.ConvVAE", "hvae": "vaebench.models.HVAE"}
 
 
 def tiny_model(model: str, prior: str, shape=(1, 8, 8), likelihood="bernoulli"):
     torch.manual_seed(0)
     cfg = OmegaConf.create({
-        "model": {"name": model, "latent_dim": 3, "hidden_dim": 16, "channels": 4,
-                  "likelihood": likelihood, "gaussian_variance": "pixel"},
+        "model": {"_target_": MODELS[model], "latent_dim": 3, "hidden_dim": 16,
+                  "likelihood": likelihood, "gaussian_variance": "pixel", **({"channels": 4} if model == "conv" else {})},
         "prior": PRIORS[prior],
     })
     data = torch.rand(20, *shape).bernoulli()

@@ -78,7 +78,7 @@ def test_vamp_prior_with_one_pseudo_input_is_its_posterior():
 def test_vamp_prior_pseudo_inputs_stay_in_the_data_range_and_learn():
     torch.manual_seed(5)
     encoder = MLPEncoder((1, 4, 4), hidden_dim=8, latent_dim=3)
-    prior = VampPrior(encoder, (1, 4, 4), K=6, init=torch.rand(6, 1, 4, 4), learn_weights=True)
+    prior = VampPrior(encoder, (1, 4, 4), torch.rand(20, 1, 4, 4), K=6, init="data", learn_weights=True)
     u = prior.pseudo_inputs.detach()
     assert u.shape == (6, 1, 4, 4) and float(u.min()) >= 0 and float(u.max()) <= 1
     prior().log_prob(torch.randn(5, 3)).sum().backward()

@@ -75,16 +75,16 @@ def test_grid_sweep_runs_in_numbered_folders_with_named_boards_and_hparams(grid)
         (events,) = run.rglob("events.out.tfevents.*")
         names.add(events.parent.name)
         config = metrics["config"]
-        assert f"prior={config['prior']['name']}" in events.parent.name
+        assert f"prior={config['choices']['prior']}" in events.parent.name
         accumulator = board(run)
         hparams = session_hparams(accumulator)
         assert set(hparams) == HPARAMS
-        assert hparams["prior"] == config["prior"]["name"] and hparams["beta"] == config["beta"]
-        assert hparams["K"] == (0 if config["prior"]["name"] == "standard" else 5)
+        assert hparams["prior"] == config["choices"]["prior"] and hparams["beta"] == config["beta"]
+        assert hparams["K"] == (0 if config["choices"]["prior"] == "standard" else 5)
         assert "final/val/elbo" in experiment_metrics(accumulator)
         assert "final/val/elbo" in accumulator.Tags()["scalars"]
     assert len(names) == 4
-    assert "prior.K=5 is ignored by prior=standard." in stdout
+    assert "prior.K=5 is ignored by the standard prior" in stdout
     assert f"vaebench report {folder.resolve()}" in stdout  # the callback at the end of the sweep
 
 
@@ -93,7 +93,7 @@ def test_grid_sweep_logs_every_picture_that_applies(grid):
     for run in sorted(p for p in folder.iterdir() if p.is_dir()):
         images = set(board(run).Tags()["images"])
         expected = {"images/reconstructions", "images/prior_samples", "images/traversals"}
-        if read_metrics(run)["config"]["prior"]["name"] == "vamp":
+        if read_metrics(run)["config"]["choices"]["prior"] == "vamp":
             expected.add("prior/pseudo_inputs")
         assert expected <= images
         assert "images/latent_scatter" not in images  # 4 latent dimensions: no plane to draw

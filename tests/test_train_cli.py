@@ -98,7 +98,7 @@ def test_npz_dataset(tmp_path):
     (run_dir,) = run_dirs(tmp_path)
     metrics = read_metrics(run_dir)
     assert metrics["status"] == "completed"
-    assert metrics["config"]["dataset"]["name"] == "npz"
+    assert metrics["config"]["choices"]["dataset"] == "npz"
 
 
 def test_bf16_on_a_cpu_says_it_trains_in_fp32(tmp_path):
@@ -171,10 +171,11 @@ def test_help_lists_the_config_groups(tmp_path):
 
 def test_experiment_configs_compose_with_a_dataset_override(tmp_path):
     out = run_cli(["train", "+experiment=hvae_vampprior_mnist", "dataset=mnist5k", "--cfg", "job"], cwd=tmp_path).stdout
-    assert "name: hvae" in out and "name: vamp" in out and "K: 500" in out and "kl_warmup_epochs: 100" in out
+    assert "_target_: vaebench.models.HVAE" in out and "_target_: vaebench.priors.VampPrior" in out
+    assert "K: 500" in out and "kl_warmup_epochs: 100" in out
     out = run_cli(["train", "+experiment=vampprior_mnist", "dataset=mnist5k", "prior.K=50", "--cfg", "job"], cwd=tmp_path).stdout
     assert "K: 50\n" in out  # a key override beside an experiment passes the key check
-    assert "name: mnist5k" in out
+    assert "_target_: vaebench.data.mnist5k" in out
 
 
 def test_the_wheel_ships_the_configs(tmp_path):

@@ -7,8 +7,8 @@ from hydra import compose, initialize_config_dir
 from vaebench import elbo
 from vaebench.board import Board
 from vaebench.data import Dataset
-from vaebench.models import build_model
-from vaebench.train import config_dir
+from vaebench.components import build_model
+from vaebench.train import config_dir  # also registers the config's resolvers
 from vaebench.trainer import Trainer
 
 

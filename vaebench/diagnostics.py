@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.distributions import Independent, Normal
 
 from vaebench.distributions import DiagonalNormal
+from vaebench.elbo import is_factorised
 from vaebench.evaluate import as_floats, chunks, fixed_randomness, split_terms
 from vaebench.priors import DiagonalGaussianMixture
 
@@ -149,8 +149,8 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
         scale = torch.cat([q.scale for q in posteriors]).float()
         z = loc + scale * torch.randn_like(loc)
         log_p_z = p_z.log_prob(z)
-        factorised = isinstance(p_z, Independent) and isinstance(p_z.base_dist, Normal)
-        log_p_z_dims = p_z.base_dist.log_prob(z) if factorised else None
+        # The dimension-wise KL splits the marginal KL only for a factorised prior.
+        log_p_z_dims = p_z.base_dist.log_prob(z) if is_factorised(p_z) else None
         result = elbo_surgery(loc, scale, z, log_p_z, log_p_z_dims)
         result["active_units"] = active_units(loc)
         if iw_samples > 0:

@@ -82,15 +82,36 @@ def warmup_beta(beta: float, epoch_progress: float, warmup_epochs: int) -> float
     return beta * min(1.0, epoch_progress / warmup_epochs)
 
 
-def kl_per_dim(q: Distribution, p: Distribution, z: torch.Tensor) -> torch.Tensor:
+def kl_per_dim(q: Distribution, p: Distribution, z: torch.Tensor) -> torch.Tensor | None:
     """KL(q(z_j|x) || p(z_j)) for each latent dimension j, per point: shape (batch, D).
 
-    Analytic for a factorised Gaussian prior; for a mixture, one-sample Monte-Carlo against the
-    prior's 1-D marginals."""
+    Analytic for a factorised Gaussian prior; otherwise one-sample Monte-Carlo against the prior's
+    1-D marginals. None when the prior offers no 1-D marginals."""
     q_base = q.base_dist if isinstance(q, Independent) else q
     if isinstance(p, Independent) and isinstance(p.base_dist, Normal):
         return kl_divergence(q_base, p.base_dist)
-    return q_base.log_prob(z) - p.marginal_log_prob(z)
+    log_p_dims = marginal_log_prob(p, z)
+    return None if log_p_dims is None else q_base.log_prob(z) - log_p_dims
+
+
+def marginal_log_prob(p: Distribution, z: torch.Tensor) -> torch.Tensor | None:
+    """log p(z_j) of each coordinate under the prior's 1-D marginals, shape (*batch, D): a factorised
+    prior's base distribution, or the prior's own `marginal_log_prob` (the mixtures). None when it
+    offers neither."""
+    if is_factorised(p):
+        return p.base_dist.log_prob(z)
+    if hasattr(p, "marginal_log_prob"):
+        return p.marginal_log_prob(z)
+    return None
+
+
+def is_factorised(p: Distribution) -> bool:
+    """p(z) = prod_j p(z_j), with the p(z_j) its base distribution."""
+    return isinstance(p, Independent) and p.reinterpreted_batch_ndims == 1
+
+
+def has_marginals(p: Distribution) -> bool:
+    return is_factorised(p) or hasattr(p, "marginal_log_prob")
 
 
 def bits_per_dim(nats: torch.Tensor | float, dims: int) -> torch.Tensor | float:

@@ -49,7 +49,9 @@ def split_terms(model, x: torch.Tensor, batch_size: int, binarize: bool = False)
             latents, layers = model.latents(batch, p_z)
             terms = elbo.elbo_terms(model.decode(latents).log_prob(batch), layers)
             q, p, z = next(iter(layers.values()))  # the top layer: what the prior acts on
-            terms["kl_per_dim"] = elbo.kl_per_dim(q, p, z)
+            per_dim = elbo.kl_per_dim(q, p, z)
+            if per_dim is not None:  # a prior without 1-D marginals has none
+                terms["kl_per_dim"] = per_dim
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0) + value.sum(0)
     model.train()

@@ -13,11 +13,11 @@ from omegaconf import OmegaConf
 from vaebench import checkpoint
 from vaebench.board import Board
 from vaebench.cpu_math import use_fast_cpu_math
-from vaebench.data import load_dataset
+from vaebench.components import build_dataset, build_model
+from vaebench.config_tree import saved_config
 from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
 from vaebench.evaluate import fixed_binarization
-from vaebench.models import build_model
 from vaebench.validate import device_for, validate_config
 
 USAGE = "usage: vaebench eval RUN_DIR [checkpoint=best|last] [eval.split=train|val|test] [eval.max_points=N] [eval.iw_samples=S] [trainer.device=cpu]"
@@ -36,18 +36,19 @@ def evaluate_run(argv: list[str]) -> dict:
     if not path.is_file():
         raise UserError(f"{run_dir} has no checkpoints/{which}.pt; is it a vaebench run folder?")
     state = checkpoint.load(path)
-    cfg = OmegaConf.create(state["config"])
+    cfg = OmegaConf.create(saved_config(state["config"]))
+    choices = dict(cfg.choices)
     for key, value in options.items():
         if key.startswith("eval.") and key.removeprefix("eval.") not in cfg.eval:
             raise UserError(f"{key} is not an eval option; choose from {', '.join('eval.' + k for k in cfg.eval)}. {USAGE}")
         OmegaConf.update(cfg, key, value, force_add=True)
-    validate_config(cfg)
+    validate_config(cfg, choices)
     device = device_for(cfg)
     if device.type == "cpu":
         use_fast_cpu_math()
 
     torch.manual_seed(int(cfg.seed))
-    data = load_dataset(cfg.dataset, int(cfg.seed))
+    data = build_dataset(cfg.dataset, int(cfg.seed))
     split = cfg.eval.split
     x = data.split(split)
     if cfg.eval.max_points:
@@ -56,7 +57,7 @@ def evaluate_run(argv: list[str]) -> dict:
     binarize = split == "train" and data.dynamic_binarize
     if binarize:  # the same images as training's final metrics
         x = fixed_binarization(x)
-    model = build_model(cfg, data.data_shape, data.train).to(device)
+    model = build_model(cfg, data.data_shape, data.train, choices).to(device)
     model.load_state_dict(state["model"])
 
     started = time.perf_counter()

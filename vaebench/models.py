@@ -2,7 +2,9 @@
 
 Both expose what the rest of vaebench needs and nothing more:
 `encode(x) -> q(z|x)` (the top latent layer), `prior() -> p(z)`, `latents(x, p_z)` (a sample of every
-layer with its posterior and prior), `decode(latents) -> p(x|z)` and `sample_latents(n, p_z)`.
+layer with its posterior and prior), `decode(latents) -> p(x|z)`, `sample_latents(n, p_z)` and
+`latent_dim` (of the top layer, which the prior acts on). The prior is assigned after the model is
+built (`vaebench.components.build_model`): the VampPrior needs the model's encoder.
 """
 
 from __future__ import annotations
@@ -14,21 +16,19 @@ from torch import nn
 
 from vaebench import elbo
 from vaebench.distributions import DiagonalNormal
+from vaebench.checks import Count
 from vaebench.errors import UserError
 from vaebench.nets import (
-    GAUSSIAN_VARIANCES,
-    LIKELIHOODS,
     ConvDecoder,
     ConvEncoder,
     GaussianHead,
+    GaussianVariance,
     Likelihood,
+    LikelihoodKind,
     MLPDecoder,
     MLPEncoder,
     mlp,
 )
-from vaebench.priors import build_prior
-
-MODELS = ("mlp", "conv", "hvae")
 
 
 class LatentVariableModel(nn.Module):
@@ -66,9 +66,12 @@ class LatentVariableModel(nn.Module):
 
 
 class VAE(LatentVariableModel):
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood):
+    """One latent layer: q(z|x) from `encoder`, p(x|z) from `decoder` and `likelihood`."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, latent_dim: int):
         super().__init__()
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
+        self.latent_dim = latent_dim
 
     def encode(self, x: torch.Tensor):
         return self.encoder(x)
@@ -85,11 +88,38 @@ class VAE(LatentVariableModel):
         return p_z.sample((n,))
 
 
+class MLPVAE(VAE):
+    """The VampPrior paper's MLP VAE: two hidden layers in the encoder and in the decoder."""
+
+    def __init__(self, data_shape, latent_dim: Count = 40, hidden_dim: Count = 300,
+                 likelihood: LikelihoodKind = "bernoulli", gaussian_variance: GaussianVariance = "pixel"):
+        super().__init__(MLPEncoder(data_shape, hidden_dim, latent_dim), MLPDecoder(data_shape, hidden_dim, latent_dim),
+                         Likelihood(likelihood, data_shape, gaussian_variance), latent_dim)
+
+
+class ConvVAE(VAE):
+    """A small convolutional VAE for images whose height and width divide by 4 (28x28, 32x32)."""
+
+    def __init__(self, data_shape, latent_dim: Count = 40, hidden_dim: Count = 300, channels: Count = 32,
+                 likelihood: LikelihoodKind = "bernoulli", gaussian_variance: GaussianVariance = "pixel"):
+        if len(data_shape) != 3 or data_shape[1] % 4 or data_shape[2] % 4:
+            raise UserError(
+                f"model=conv needs images shaped (C,H,W) with H and W divisible by 4 (28x28, 32x32); "
+                f"this dataset's points have shape {tuple(data_shape)}. Use model=mlp."
+            )
+        super().__init__(ConvEncoder(data_shape, hidden_dim, latent_dim, channels),
+                         ConvDecoder(data_shape, hidden_dim, latent_dim, channels),
+                         Likelihood(likelihood, data_shape, gaussian_variance), latent_dim)
+
+
 class HVAE(LatentVariableModel):
     """q(z2|x) q(z1|x,z2); p(x|z1,z2) p(z1|z2) p(z2), with the configured prior on z2."""
 
-    def __init__(self, data_shape, hidden_dim: int, latent_dim: int, likelihood: Likelihood):
+    def __init__(self, data_shape, latent_dim: Count = 40, hidden_dim: Count = 300,
+                 likelihood: LikelihoodKind = "bernoulli", gaussian_variance: GaussianVariance = "pixel"):
+        """`latent_dim` is the size of each of z1 and z2."""
         super().__init__()
+        self.latent_dim = latent_dim
         data_dim = math.prod(data_shape)
         self.encoder = MLPEncoder(data_shape, hidden_dim, latent_dim)  # q(z2|x)
         self.q_z1_x = nn.Sequential(nn.Flatten(), nn.Linear(data_dim, hidden_dim), nn.ReLU())
@@ -99,7 +129,7 @@ class HVAE(LatentVariableModel):
         self.p_x_z1 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
         self.p_x_z2 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
         self.p_x_head = mlp([2 * hidden_dim, hidden_dim, data_dim])
-        self.likelihood = likelihood
+        self.likelihood = Likelihood(likelihood, data_shape, gaussian_variance)
 
     def encode(self, x: torch.Tensor):
         return self.encoder(x)
@@ -126,34 +156,3 @@ def repeat_samples(q: DiagonalNormal, samples: int) -> DiagonalNormal:
     if samples == 1:
         return q
     return DiagonalNormal(q.loc.repeat(samples, 1), q.scale.repeat(samples, 1))
-
-
-def build_model(cfg, data_shape: tuple[int, ...], train_data: torch.Tensor) -> LatentVariableModel:
-    """The model that `cfg.model` names, with the prior that `cfg.prior` names on its top layer."""
-    m = cfg.model
-    if m.name not in MODELS:
-        raise UserError(f"model={m.name!r} is not a model vaebench knows; choose one of {', '.join(MODELS)}.")
-    if m.likelihood not in LIKELIHOODS:
-        raise UserError(f"model.likelihood={m.likelihood!r} is not valid; choose one of {', '.join(LIKELIHOODS)}.")
-    if m.gaussian_variance not in GAUSSIAN_VARIANCES:
-        raise UserError(
-            f"model.gaussian_variance={m.gaussian_variance!r} is not valid; choose one of {', '.join(GAUSSIAN_VARIANCES)}."
-        )
-    likelihood = Likelihood(m.likelihood, data_shape, m.gaussian_variance)
-    if m.name == "mlp":
-        model = VAE(MLPEncoder(data_shape, m.hidden_dim, m.latent_dim), MLPDecoder(data_shape, m.hidden_dim, m.latent_dim), likelihood)
-    elif m.name == "conv":
-        if len(data_shape) != 3 or data_shape[1] % 4 or data_shape[2] % 4:
-            raise UserError(
-                f"model=conv needs images shaped (C,H,W) with H and W divisible by 4 (28x28, 32x32); "
-                f"this dataset's points have shape {tuple(data_shape)}. Use model=mlp."
-            )
-        model = VAE(
-            ConvEncoder(data_shape, m.hidden_dim, m.latent_dim, m.channels),
-            ConvDecoder(data_shape, m.hidden_dim, m.latent_dim, m.channels),
-            likelihood,
-        )
-    else:
-        model = HVAE(data_shape, m.hidden_dim, m.latent_dim, likelihood)
-    model.prior = build_prior(cfg.prior, m.latent_dim, model.encode, data_shape, train_data)
-    return model

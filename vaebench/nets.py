@@ -4,6 +4,7 @@ return the raw output that a likelihood head (`Likelihood`) turns into p(x|z).""
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -12,8 +13,8 @@ from torch.distributions import Independent, Normal
 
 from vaebench.distributions import DiagonalNormal, IndependentBernoulli
 
-LIKELIHOODS = ("bernoulli", "gaussian")
-GAUSSIAN_VARIANCES = ("pixel", "global")
+LikelihoodKind = Literal["bernoulli", "gaussian"]
+GaussianVariance = Literal["pixel", "global"]  # learned per pixel, or one for all pixels
 MIN_SCALE = 1e-4
 
 
@@ -100,7 +101,7 @@ class Likelihood(nn.Module):
     """Turns decoder output into p(x|z): Bernoulli(logits), or Gaussian(mean) with a learned
     variance per pixel or one shared by all pixels."""
 
-    def __init__(self, kind: str, data_shape, variance: str = "pixel"):
+    def __init__(self, kind: LikelihoodKind, data_shape, variance: GaussianVariance = "pixel"):
         super().__init__()
         self.kind, self.data_shape = kind, tuple(data_shape)
         if kind == "gaussian":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from vaebench.evaluate import chunks
-from vaebench.priors import VampPrior
 
 N_SHOWN = 100
 TRAVERSAL_DIMS = 10    # rows of the traversal grid: the dimensions with the largest KL
@@ -26,12 +25,15 @@ def log_pictures(board, model, val: torch.Tensor, step: int, labels: torch.Tenso
     if val.dim() == 4:  # flat vectors are not images
         inputs = val[:10]
         board.image_grid("images/reconstructions", torch.cat([inputs, model.reconstruct(inputs)]), step, nrow=10)
-        board.image_grid("images/prior_samples", model.sample(N_SHOWN), step)
+        try:
+            board.image_grid("images/prior_samples", model.sample(N_SHOWN), step)
+        except NotImplementedError:  # a prior without a sampler (the run's log said so once)
+            pass
         z = traversal_codes(q_loc, q_scale, dimensions_by_kl(kl_per_dim, q_loc.shape[1]))
         board.image_grid("images/traversals", decode_top(model, z), step, nrow=TRAVERSAL_STEPS)
-        prior = model.prior
-        if isinstance(prior, VampPrior):
-            board.image_grid("prior/pseudo_inputs", prior.pseudo_inputs[:N_SHOWN], step)
+        pseudo_inputs = getattr(model.prior, "pseudo_inputs", None)
+        if isinstance(pseudo_inputs, torch.Tensor) and pseudo_inputs.shape[1:] == val.shape[1:]:
+            board.image_grid("prior/pseudo_inputs", pseudo_inputs[:N_SHOWN], step)
     prior = model.prior
     if hasattr(prior, "logits") and prior.logits.requires_grad:
         board.histogram("prior/weights", torch.softmax(prior.logits, 0), step)

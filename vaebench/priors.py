@@ -10,17 +10,19 @@ per call, not once per sample.
 from __future__ import annotations
 
 import math
-from typing import Callable
+import logging
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Categorical, Distribution, constraints
 
+from vaebench.checks import Count, Positive
 from vaebench.distributions import DiagonalNormal, IsotropicNormal
 from vaebench.errors import UserError
 
-PRIORS = ("standard", "mog", "vamp")
+log = logging.getLogger(__name__)
 
 
 class DiagonalGaussianMixture(Distribution):
@@ -87,8 +89,11 @@ class DiagonalGaussianMixture(Distribution):
 
 
 class StandardPrior(nn.Module):
-    def __init__(self, latent_dim: int, sigma: float = 1.0):
+    def __init__(self, latent_dim: int, sigma: Positive = 1.0, K: Count | None = None):
+        """`K` is accepted, and ignored, so that one sweep grid can set prior.K for every prior."""
         super().__init__()
+        if K is not None:
+            log.info(f"prior.K={K} is ignored by the standard prior, which has no components.")
         self.sigma = float(sigma)
         self.register_buffer("loc", torch.zeros(latent_dim))
         self.register_buffer("scale", torch.full((latent_dim,), self.sigma))
@@ -98,8 +103,9 @@ class StandardPrior(nn.Module):
 
 
 class MixturePrior(nn.Module):
-    def __init__(self, latent_dim: int, K: int):
+    def __init__(self, latent_dim: int, K: Count = 500):
         super().__init__()
+        self.K = K
         # Spread the means so the components start distinct; unit scales as in N(0, I).
         self.loc = nn.Parameter(torch.randn(K, latent_dim))
         self.raw_scale = nn.Parameter(torch.full((K, latent_dim), _inverse_softplus(1.0)))
@@ -113,25 +119,29 @@ class VampPrior(nn.Module):
     """p(z) = sum_k w_k q(z | u_k): the encoder applied to K learned pseudo-inputs u_k.
 
     `encode` is the model's own encoder, handed in as a callable (and not registered as a
-    submodule) so the prior shares its weights without owning them.
+    submodule) so the prior shares its weights without owning them. The pseudo-inputs stay within
+    the range of `train_data` (an image's [0, 1] when it is not given); `init=data` starts them at K
+    training points, `random` at the paper's pixels near 0.05.
     """
 
     def __init__(
         self,
         encode: Callable[[torch.Tensor], DiagonalNormal],
         data_shape: tuple[int, ...],
-        K: int,
-        init: torch.Tensor | None = None,
+        train_data: torch.Tensor | None = None,
+        K: Count = 500,
+        init: Literal["random", "data"] = "random",
         learn_weights: bool = False,
-        data_range: tuple[float, float] = (0.0, 1.0),
     ):
         super().__init__()
+        self.K = K
         self._encode = [encode]  # a list hides the bound method from nn.Module's attribute scan
-        self.low, self.high = data_range
-        if init is None:
-            # The paper's initialisation: pixels near 0.05 with small noise.
-            init = 0.05 + 0.01 * torch.randn(K, *data_shape)
-        unit = ((init - self.low) / (self.high - self.low)).clamp(1e-3, 1 - 1e-3)
+        self.low, self.high = _data_range(train_data)
+        if init == "data":
+            start = _training_points(train_data, K)
+        else:
+            start = 0.05 + 0.01 * torch.randn(K, *data_shape)
+        unit = ((start - self.low) / (self.high - self.low)).clamp(1e-3, 1 - 1e-3)
         self.raw_inputs = nn.Parameter(torch.logit(unit))
         self.logits = nn.Parameter(torch.zeros(K), requires_grad=learn_weights)
 
@@ -147,26 +157,19 @@ class VampPrior(nn.Module):
         return DiagonalGaussianMixture(self.logits, q_z_given_u.loc, q_z_given_u.scale)
 
 
-def build_prior(cfg, latent_dim: int, encode, data_shape, train_data: torch.Tensor) -> nn.Module:
-    """The prior that `cfg` (the `prior` config group) names; `train_data` only seeds VampPrior's init=data."""
-    if cfg.name == "standard":
-        return StandardPrior(latent_dim, cfg.sigma)
-    if cfg.name == "mog":
-        return MixturePrior(latent_dim, cfg.K)
-    if cfg.name == "vamp":
-        init = None
-        if cfg.init == "data":
-            pick = torch.randperm(len(train_data))[: cfg.K]
-            init = train_data[pick].float().cpu()
-            if len(init) < cfg.K:
-                raise UserError(f"prior.K={cfg.K} with prior.init=data needs at least K training points; there are {len(init)}.")
-        elif cfg.init != "random":
-            raise UserError(f"prior.init={cfg.init!r} is not valid; choose random or data.")
-        low, high = float(train_data.min()), float(train_data.max())
-        if high <= low:
-            high = low + 1.0
-        return VampPrior(encode, data_shape, cfg.K, init, cfg.learn_weights, (low, high))
-    raise UserError(f"prior={cfg.name!r} is not a prior vaebench knows; choose one of {', '.join(PRIORS)}.")
+def _data_range(train_data: torch.Tensor | None) -> tuple[float, float]:
+    if train_data is None:
+        return 0.0, 1.0
+    low, high = float(train_data.min()), float(train_data.max())
+    return low, (high if high > low else low + 1.0)
+
+
+def _training_points(train_data: torch.Tensor | None, K: int) -> torch.Tensor:
+    """K training points, drawn without labels, to start the pseudo-inputs at."""
+    if train_data is None or len(train_data) < K:
+        raise UserError(f"prior.K={K} with prior.init=data needs at least K training points; there are "
+                        f"{0 if train_data is None else len(train_data)}.")
+    return train_data[torch.randperm(len(train_data))[:K]].float().cpu()
 
 
 def _inverse_softplus(y: float) -> float:

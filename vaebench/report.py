@@ -120,6 +120,8 @@ def table_row(run: Run) -> dict:
     config = run.metrics.get("config", {})
     row = {"run": run.folder}
     row.update({column: _lookup(config, key) for column, key in CONFIG_COLUMNS.items()})
+    for group in ("prior", "model", "dataset"):  # a run's choice of a group; `<group>.name` in runs before choices
+        row[group] = _lookup(config, f"choices.{group}") or row[group]
     if row["prior"] == "standard":
         row["K"] = None  # a sweep grid may set prior.K for every prior; the standard prior ignores it
     row.update({column: run.metrics.get(split, {}).get(term) for column, (split, term) in METRIC_COLUMNS.items()})

@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaebench import checkpoint
 from vaebench.board import Board
-from vaebench.data import load_dataset
+from vaebench.components import build_dataset, build_model, prior_notes
+from vaebench.config_tree import config_dir, saved_config
 from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
 from vaebench.evaluate import as_floats, split_terms
-from vaebench.models import build_model
 from vaebench.pictures import log_pictures
 from vaebench.trainer import Stop, Trainer
 from vaebench.validate import device_for, validate_config, validate_data
@@ -37,19 +37,6 @@ log = logging.getLogger(__name__)  # the console and the run folder's train.log 
 # Keys a resumed run may change; everything else defines the experiment and comes from its checkpoint.
 RESUMABLE_PREFIXES = ("trainer.", "eval.", "resume")
 FINAL_METRICS = ("elbo", "reconstruction", "kl", "log_likelihood", "mutual_info", "marginal_kl", "active_units")
-
-
-def config_dir() -> str:
-    """conf/ ships inside the installed package as vaebench/conf; a source checkout has it at the top."""
-    try:
-        import importlib.resources
-
-        installed = importlib.resources.files("vaebench.conf")
-        if installed.joinpath("config.yaml").is_file():
-            return str(installed)
-    except ModuleNotFoundError:
-        pass
-    return str(Path(__file__).resolve().parent.parent / "conf")
 
 
 # A resumed run writes into its own folder again and keeps the .hydra/ config of its first start.
@@ -62,6 +49,7 @@ def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    cfg = with_choices(cfg, hydra_cfg.runtime.choices)
     try:
         with _sigterm_as_ctrl_c():
             result = run(cfg, run_dir, list(hydra_cfg.overrides.task), hydra_cfg.job.override_dirname, multirun)
@@ -78,6 +66,16 @@ def main(cfg: DictConfig) -> float:
     except Exception as err:
         _record_failure(cfg, run_dir, f"{type(err).__name__}: {err}")
         raise  # a bug rather than bad input: its traceback is what a report needs; Hydra goes on with a sweep
+
+
+def with_choices(cfg: DictConfig, choices) -> DictConfig:
+    """The config with `choices`: what each config group was set to (`prior: vamp`, or a user's
+    `prior: laplace`), kept in the run's record for its name, HParams and the report."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.choices = {group: choice for group, choice in choices.items()
+                       if not group.startswith("hydra") and choice is not None}
+    return cfg
 
 
 def _tell_failure(message: str, *hints: str) -> None:
@@ -141,17 +139,18 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
     if cfg.resume:
         state = checkpoint.load(_resume_checkpoint(cfg.resume))
         cfg = _resumed_config(state, cfg, overrides)
-    validate_config(cfg)
-    if cfg.prior.name == "standard" and cfg.prior.get("K") is not None:
-        log.info(f"prior.K={cfg.prior.K} is ignored by prior=standard.")
+    choices = dict(cfg.get("choices") or {})
+    validate_config(cfg, choices)
     _seed_everything(int(cfg.seed))
     device = device_for(cfg)
-    data = load_dataset(cfg.dataset, int(cfg.seed))
-    validate_data(cfg, data.train, data.val, data.test)
-    data = data.to(device)
-    model = build_model(cfg, data.data_shape, data.train).to(device)
-    if device.type == "cuda" and cfg.model.name == "conv":
-        torch.backends.cudnn.benchmark = True
+    data = build_dataset(cfg.dataset, int(cfg.seed), _entry("dataset", choices)).to(device)
+    model = build_model(cfg, data.data_shape, data.train, choices).to(device)
+    validate_data(model, data, choices)
+    with torch.no_grad():
+        for note in prior_notes(model.prior(), _entry("prior", choices, type(model.prior).__name__)):
+            log.info(note)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # the convolutional models' fastest kernels for their fixed shapes
     if cfg.trainer.precision == "bf16" and device.type != "cuda":
         log.info(f"trainer.precision=bf16 applies on CUDA only; training in fp32 on {device.type}.")
 
@@ -166,8 +165,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
         trainer.load_state(state)
         log.info(f"Resuming {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
     else:
-        board.hparams(_hparams(cfg), [f"final/{split}/{term}" for split in ("val", "test") for term in FINAL_METRICS])
-    log.info(f"Training {cfg.model.name} VAE, prior={cfg.prior.name}, beta={cfg.beta} on {cfg.dataset.name} "
+        board.hparams(_hparams(cfg, choices, model), [f"final/{split}/{term}" for split in ("val", "test") for term in FINAL_METRICS])
+    log.info(f"Training {_entry('model', choices, type(model).__name__)} with {_entry('prior', choices, type(model.prior).__name__)}, "
+             f"beta={cfg.beta}, on {_entry('dataset', choices, data.name)} "
              f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}.")
     log.info(f"Run folder: {run_dir}")
     _write_json(run_dir / "metrics.json", {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True)})
@@ -232,7 +232,7 @@ def _resume_checkpoint(resume) -> Path:
 
 
 def _resumed_config(state: dict, cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    saved = OmegaConf.create(state["config"])
+    saved = OmegaConf.create(saved_config(state["config"]))
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if not key.startswith(RESUMABLE_PREFIXES):
@@ -258,12 +258,17 @@ def _board_name(label: str) -> str:
     return name or "tensorboard"
 
 
-def _hparams(cfg: DictConfig) -> dict:
+def _entry(group: str, choices: dict, fallback: str = "") -> str:
+    """How the user chose a component, e.g. `prior=vamp`."""
+    return f"{group}={choices.get(group) or fallback}"
+
+
+def _hparams(cfg: DictConfig, choices: dict, model) -> dict:
     return {
-        # K=0 where the prior has no components, even when a sweep grid sets prior.K for every prior.
-        "prior": cfg.prior.name, "K": (cfg.prior.get("K") or 0) if cfg.prior.name != "standard" else 0,
-        "beta": float(cfg.beta),
-        "latent_dim": cfg.model.latent_dim, "model": cfg.model.name, "dataset": cfg.dataset.name,
+        # K as the prior built has it: 0 for a prior without components, even when a sweep grid sets
+        # prior.K for every prior.
+        **{group: str(choices.get(group, "")) for group in ("prior", "model", "dataset")},
+        "K": int(getattr(model.prior, "K", 0) or 0), "beta": float(cfg.beta), "latent_dim": int(model.latent_dim),
         "seed": cfg.seed, "lr": float(cfg.trainer.lr),
     }
 

@@ -186,7 +186,8 @@ class Trainer:
             # The per-dimension KL is not summed during training; a fixed slice of the training set gives it.
             probe = split_terms(self.model, self.data.train[: self.cfg.eval.batch_size], self.cfg.eval.batch_size,
                                 binarize=self.data.dynamic_binarize)
-            self.board.histogram("train/kl_per_dim", probe["kl_per_dim"], p.step)
+            if "kl_per_dim" in probe:
+                self.board.histogram("train/kl_per_dim", probe["kl_per_dim"], p.step)
             val = split_terms(self.model, self.data.val, self.cfg.eval.batch_size)
             val["loss"] = elbo.beta_loss(val, means["beta"])
             surgery_every = self.cfg.eval.surgery_every

@@ -3,89 +3,30 @@ and what is allowed."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 from omegaconf import OmegaConf
 
-from vaebench.data import BINARIZE, DATASETS
+from vaebench.checks import check_arguments
+from vaebench.components import GROUPS, check_component
 from vaebench.errors import UserError
-from vaebench.models import MODELS
-from vaebench.nets import GAUSSIAN_VARIANCES, LIKELIHOODS
-from vaebench.priors import PRIORS
+from vaebench.settings import SETTINGS
 
 
-def _integer(minimum: int):
-    return ("an integer >= %d" % minimum, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum)
-
-
-def _number(minimum: float, strict: bool = False):
-    text = f"a finite number {'>' if strict else '>='} {minimum:g}"
-
-    def ok(v) -> bool:
-        # Hydra reads `inf` and `nan` as floats; either would only surface later as a diverged run.
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-            return False
-        return v > minimum if strict else v >= minimum
-
-    return text, ok
-
-
-def _choice(*choices):
-    return "one of " + ", ".join(map(str, choices)), lambda v: v in choices
-
-
-_BOOL = ("true or false", lambda v: isinstance(v, bool))
-
-RULES = {
-    "beta": _number(0),
-    "seed": _integer(0),
-    "trainer.epochs": _integer(0),
-    "trainer.batch_size": _integer(1),
-    "trainer.lr": _number(0, strict=True),
-    "trainer.kl_warmup_epochs": _integer(0),
-    "trainer.eval_every": _integer(1),
-    "trainer.patience": _integer(0),
-    "trainer.device": _choice("auto", "cpu", "cuda"),
-    "trainer.compile": _BOOL,
-    "trainer.precision": _choice("fp32", "bf16"),
-    "trainer.log_every": _integer(1),
-    "model.name": _choice(*MODELS),
-    "model.latent_dim": _integer(1),
-    "model.hidden_dim": _integer(1),
-    "model.channels": _integer(1),
-    "model.likelihood": _choice(*LIKELIHOODS),
-    "model.gaussian_variance": _choice(*GAUSSIAN_VARIANCES),
-    "prior.name": _choice(*PRIORS),
-    "prior.sigma": _number(0, strict=True),
-    "prior.K": _integer(1),
-    "prior.init": _choice("random", "data"),
-    "prior.learn_weights": _BOOL,
-    "dataset.name": _choice(*DATASETS),
-    "dataset.binarize": _choice(*BINARIZE),
-    "dataset.val_size": _number(0),
-    "dataset.test_size": _number(0),
-    "eval.batch_size": _integer(1),
-    "eval.iw_samples": _integer(0),
-    "eval.surgery_every": _integer(0),
-    "eval.split": _choice("train", "val", "test"),
-    "eval.max_points": _integer(1),
-}
-
-
-def validate_config(cfg) -> None:
-    """Raise UserError for the first key whose value is out of its allowed range."""
-    for key, (allowed, ok) in RULES.items():
-        if OmegaConf.select(cfg, key, default="<absent>") == "<absent>":
-            continue
-        value = OmegaConf.select(cfg, key)
-        if value is None and key in ("eval.max_points", "prior.K"):
-            continue  # optional: no limit / not used by this prior
-        if not ok(value):
-            shown = f"{value!r}" if isinstance(value, str) else str(value)
-            raise UserError(f"{key}={shown} is not allowed: {key} must be {allowed}.")
-    if cfg.dataset.name == "npz" and OmegaConf.is_missing(cfg.dataset, "path"):
-        raise UserError("dataset=npz needs dataset.path=FILE.npz (an .npz file with an array `x`).")
+def validate_config(cfg, choices: dict | None = None) -> None:
+    """Raise UserError for the first setting whose value is not allowed: each component entry against
+    its `_target_`'s signature, the other settings against `vaebench.settings`. `choices` (the run's
+    config-group choices) names entries in messages, e.g. `prior=vamp`."""
+    choices = choices or {}
+    for where, settings in SETTINGS.items():
+        if where is None:  # the top-level keys, not the groups
+            node = OmegaConf.create({k: cfg[k] for k in cfg if not OmegaConf.is_config(cfg[k])})
+        else:
+            node = cfg[where]
+        # A key added on purpose (+trainer.note=...) is kept in the record and read by nothing.
+        check_arguments(node, where or "", settings, extra_keys_allowed=True)
+    for group in GROUPS:
+        entry = f"{group}={choices[group]}" if choices.get(group) else group
+        check_component(cfg[group], group, entry)
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
         raise UserError(
             "trainer.device=cuda was asked for, but PyTorch sees no CUDA GPU on this machine. "
@@ -93,17 +34,19 @@ def validate_config(cfg) -> None:
         )
 
 
-def validate_data(cfg, *splits: torch.Tensor) -> None:
-    """The data must suit the likelihood and the binarisation. Pass every split: an out-of-range point
-    left in val or test would only fail at the first evaluation."""
-    splits = [x for x in splits if x.numel()]  # an empty split (val_size=0) has no min or max
+def validate_data(model, data, choices: dict | None = None) -> None:
+    """A Bernoulli likelihood needs values in [0, 1]. Every split is checked: an out-of-range point
+    left in val or test would only fail at the first evaluation. (Binarised data were checked when
+    they were binarised.)"""
+    if getattr(getattr(model, "likelihood", None), "kind", None) != "bernoulli":
+        return
+    splits = [x for x in (data.train, data.val, data.test) if x.numel()]  # an empty split has no min or max
     low, high = min(float(x.min()) for x in splits), max(float(x.max()) for x in splits)
-    needs_unit = cfg.model.likelihood == "bernoulli" or cfg.dataset.binarize != "none"
-    if needs_unit and (low < 0 or high > 1):
+    if low < 0 or high > 1:
+        dataset = (choices or {}).get("dataset") or data.name
         raise UserError(
-            f"dataset={cfg.dataset.name}: values lie in [{low:g}, {high:g}], but model.likelihood="
-            f"{cfg.model.likelihood} with dataset.binarize={cfg.dataset.binarize} needs values in [0, 1]. "
-            "Rescale the data, or use model.likelihood=gaussian dataset.binarize=none."
+            f"dataset={dataset}: values lie in [{low:g}, {high:g}], but model.likelihood=bernoulli needs values "
+            "in [0, 1]. Rescale the data, or use model.likelihood=gaussian dataset.binarize=none."
         )
 
 
@@ -142,6 +85,7 @@ def validate_choices(args: list[str], config_dir: str) -> None:
     """Refuse `prior=vampp` before Hydra starts. Hydra refuses it too, but its message sits among its
     config search path, and a sweep would stop only when it reaches the bad run."""
     import argparse
+    import os
 
     from hydra import initialize_config_dir
     from hydra._internal.utils import get_args_parser
@@ -156,16 +100,20 @@ def validate_choices(args: list[str], config_dir: str) -> None:
         overrides = OverridesParser.create().parse_overrides(flags.overrides)
     except (argparse.ArgumentError, HydraException):
         return  # malformed command line: Hydra's own message says what is wrong with it
-    if flags.config_dir or flags.config_path or flags.config_name:
-        return  # the user's own config tree: Hydra checks its choices
+    if flags.config_path or flags.config_name:
+        return  # another primary config: Hydra checks its choices
+    # A user's config folder joins the search path: given as hydra.searchpath=[...], or as Hydra's --config-dir.
+    search = [o for o in flags.overrides if o.startswith("hydra.searchpath=")]
+    if flags.config_dir and os.path.isdir(flags.config_dir) and not search:
+        search = [f"hydra.searchpath=[file://{os.path.abspath(flags.config_dir)}]"]
     with initialize_config_dir(config_dir, version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         for override in overrides:
-            _check_choice(override, loader, flags.overrides)
-        _check_keys(overrides, loader)
+            _check_choice(override, loader, [*flags.overrides, *search])
+        _check_keys(overrides, loader, search)
 
 
-def _check_keys(overrides, loader) -> None:
+def _check_keys(overrides, loader, search: list[str]) -> None:
     """Refuse `trainer.epoch=3` (a key no config has) with the keys that exist, before Hydra's own
     multi-line message. The config is composed with each combination of the group choices the
     command names (`prior=standard,vamp` composes both), since the keys depend on them."""
@@ -189,7 +137,7 @@ def _check_keys(overrides, loader) -> None:
         return
     for choice in itertools.islice(itertools.product(*groups.values()), 16):
         try:
-            cfg = compose("config", overrides=[f"{g}={v}" for g, v in zip(groups, choice)])
+            cfg = compose("config", overrides=[*search, *(f"{g}={v}" for g, v in zip(groups, choice))])
         except HydraException:
             return  # Hydra's own composition error says what is wrong, when it runs
         for key in keys:
@@ -221,13 +169,15 @@ def _unknown_key_message(cfg, key: str, choices: dict) -> str:
     where = f" with {' '.join(f'{g}={v}' for g, v in choices.items())}" if choices else ""
     if not OmegaConf.is_dict(node):
         return f"{key} is not a config key: {parent or key} has no keys{where}."
-    existing = [str(k) for k in node.keys()]
+    existing = [str(k) for k in node.keys() if not str(k).startswith("_")]
     by_lower = {k.lower(): k for k in existing}
     close = difflib.get_close_matches(leaf.lower(), list(by_lower), n=1)
     prefix = f"{parent}." if parent else ""
     hint = f" Did you mean {prefix}{by_lower[close[0]]}?" if close else ""
+    # A component's keys are its arguments: a new one would only be refused as not being one.
+    adding = "" if parent in GROUPS else f" (+{key}=VALUE would add it as a new key)"
     return (f"{key} is not a config key{where}.{hint} The keys of {parent or 'the config'} are: "
-            f"{', '.join(prefix + k for k in existing)} (+{key}=VALUE would add it as a new key).")
+            f"{', '.join(prefix + k for k in existing)}{adding}.")
 
 
 def _check_choice(override, loader, all_overrides: list[str]) -> None:
