@@ -528,7 +528,7 @@ def term_figure(rows: list[dict], axes: PlotAxes, term: str, bound: float | None
         ax.set_title(f"{title} by {legend_title(axes)}")
     caption = error_caption(points)
     ax.set_ylabel(f"{symbol}  [nats, val]" + (f"\n{caption}" if caption else ""))
-    handles = ax.get_legend_handles_labels()[0] if axes.x and len(by_series) > 1 else []
+    handles = ax.get_legend_handles_labels()[0] if axes.x else []  # a categorical axis names them itself
     if bound is not None:
         handles.append(_draw_bound(ax, bound, max(p.mean + (p.error or 0.0) for p in points)))
     if handles:
@@ -587,7 +587,10 @@ def rate_distortion_figure(rows: list[dict], axes: PlotAxes) -> Figure:
     points = [(r, d) for label in rates for r, d in zip(rates[label], distortions[label])]
     x_limits = _padded(min(r.mean - (r.error or 0) for r, _ in points), max(r.mean + (r.error or 0) for r, _ in points))
     y_limits = _padded(min(d.mean - (d.error or 0) for _, d in points), max(d.mean + (d.error or 0) for _, d in points))
-    _iso_elbo_lines(ax, x_limits, y_limits)
+    step = iso_elbo_levels(x_limits, y_limits)[1]
+    best = math.floor(min(r.mean + d.mean for r, d in points) / step) * step  # a round -ELBO at or below the best
+    x_limits, y_limits = _reach_the_best_run(x_limits, y_limits, best)
+    _iso_elbo_lines(ax, x_limits, y_limits, step)
     ax.set_xlim(*x_limits)
     ax.set_ylim(*y_limits)
     caption = error_caption([p for pair in points for p in pair])
@@ -613,12 +616,26 @@ def _rate_distortion_legend(colours: dict[str, str], markers: dict, axes: PlotAx
     return handles
 
 
-def _iso_elbo_lines(ax, x_limits: tuple[float, float], y_limits: tuple[float, float]) -> None:
+def _reach_the_best_run(x_limits: tuple[float, float], y_limits: tuple[float, float],
+                        best: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Limits whose labelled dashed lines (those leaving through the top or right edge) reach down to
+    `best`, the round -ELBO below the best run's: the padding of a corner run can leave it below them. Widens the cheaper of
+    the two ways, leftwards or downwards, and not at all where that costs over half a span."""
+    (x0, x1), (y0, y1) = x_limits, y_limits
+    left, down = x0 + y1 - best, x1 + y0 - best  # how far each edge must move
+    if min(left, down) <= 0:
+        return x_limits, y_limits
+    if left / (x1 - x0) <= down / (y1 - y0):
+        return ((x0 - left * 1.02, x1), y_limits) if left <= 0.5 * (x1 - x0) else (x_limits, y_limits)
+    return (x_limits, (y0 - down * 1.02, y1)) if down <= 0.5 * (y1 - y0) else (x_limits, y_limits)
+
+
+def _iso_elbo_lines(ax, x_limits: tuple[float, float], y_limits: tuple[float, float], step: float) -> None:
     """Dashed lines R + D = L at round values of L, each labelled once, with L, where it leaves the
     plot: on the top edge as a tick of a second x axis, or on the right edge as one of a second y
     axis. Ticks there cannot overprint the points, and the spacing chosen keeps them apart."""
     (x0, x1), (y0, y1) = x_limits, y_limits
-    levels, step = iso_elbo_levels(x_limits, y_limits)
+    levels, step = iso_elbo_levels(x_limits, y_limits, step=step)
     top, right = [], []
     for level in levels:
         ax.plot([x0, x1], [level - x0, level - x1], ls="--", lw=0.8, color="0.7", zorder=1)
@@ -642,14 +659,15 @@ def _iso_elbo_lines(ax, x_limits: tuple[float, float], y_limits: tuple[float, fl
         right_axis.set_ylabel(caption, fontsize=7, color=GREY)
 
 
-def iso_elbo_levels(x_limits: tuple[float, float], y_limits: tuple[float, float], most: int = 7) -> tuple[list[float], float]:
+def iso_elbo_levels(x_limits: tuple[float, float], y_limits: tuple[float, float], most: int = 7,
+                    step: float | None = None) -> tuple[list[float], float]:
     """Round values of -ELBO for the dashed lines, as many as fit up to `most`, and their step.
     Only lines that leave the plot through its top or right edge, where they are labelled: the
     others cross only the lower-left corner, below the runs' rate-distortion frontier. `most` lines
     over the larger span keep neighbouring labels a label's width apart."""
     (x0, x1), (y0, y1) = x_limits, y_limits
     low, high = min(x0 + y1, x1 + y0), x1 + y1
-    step = _nice_step((high - low) / most)
+    step = step or _nice_step((high - low) / most)
     first = math.ceil(low / step) * step
     levels = [first + i * step for i in range(int((high - first) / step) + 1)]
     return [level for level in levels if level <= high], step
