@@ -221,6 +221,17 @@ def test_a_k_sweep_names_its_figures_by_k(tmp_path):
     assert png_names(tmp_path) == {"rate_distortion.png", "mutual_info_vs_K.png", "marginal_kl_vs_K.png"}
 
 
+def test_a_k_axis_draws_a_prior_without_k_as_a_level_line(tmp_path):
+    records = [record(prior=p, K=k) for p, k in itertools.product(("standard", "vamp"), (50, 500))]
+    axes = axes_of(records)
+    assert axes == rep.PlotAxes("prior.K", ("prior",))
+    figure = drawn(rep.term_figure(rows_of(records), axes, "marginal_kl"))
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["standard (no K)", "VampPrior"]
+    write_sweep(tmp_path, records)
+    rep.report([str(tmp_path)])
+    assert "rate_distortion.png" in png_names(tmp_path)
+
+
 def test_a_sweep_over_the_prior_alone_puts_the_priors_side_by_side(tmp_path):
     write_sweep(tmp_path, [record(prior=p, K=500 if p != "standard" else None) for p in ("standard", "vamp", "mog")])
     rep.report([str(tmp_path)])

@@ -513,6 +513,10 @@ def term_figure(rows: list[dict], axes: PlotAxes, term: str, bound: float | None
     ax = figure.add_subplot()
     for position, (label, colour) in enumerate(_colours(list(by_series)).items()):
         series = by_series[label]
+        if axes.x and all(p.x is None for p in series):  # e.g. the standard prior on a K axis: it has no K
+            ax.axhline(series[0].mean, color=colour, ls=":", lw=1.5, label=f"{label} (no {short_name(axes.x)})")
+            continue
+        series = [p for p in series if p.x is not None] if axes.x else series
         xs = [p.x for p in series] if axes.x else [position]
         ax.errorbar(xs, [p.mean for p in series], yerr=_errors(series), color=colour, marker="o", ms=5,
                     capsize=3, lw=1.5, label=label)
@@ -553,7 +557,7 @@ def _draw_bound(ax, bound: float, data_top: float) -> Line2D:
 def _numeric_x_axis(ax, values: list, key: str) -> None:
     """Ticks at the values the sweep used, written as typed (1, 2, 4, 8; not 2⁰, 2¹); a log scale
     when they span a factor of 4 or more."""
-    values = sorted({float(v) for v in values})
+    values = sorted({float(v) for v in values if v is not None})
     log = values[0] > 0 and values[-1] / values[0] >= 4
     if log:
         ax.set_xscale("log")
@@ -610,7 +614,7 @@ def _rate_distortion_legend(colours: dict[str, str], markers: dict, axes: PlotAx
     handles = [Line2D([], [], color=colour, marker="o", lw=1, label=label) for label, colour in colours.items()]
     if axes.x:
         symbol = "β" if axes.x == "beta" else short_name(axes.x)
-        handles += [Line2D([], [], color=GREY, marker=marker, ls="none", label=f"{symbol} = {_setting_text(x)}")
+        handles += [Line2D([], [], color=GREY, marker=marker, ls="none", label=f"{symbol} = {_setting_text(x)}" if x is not None else f"no {symbol}")
                     for x, marker in markers.items()]
     handles.append(Line2D([], [], ls="--", lw=0.8, color=GREY, label="equal ELBO"))
     return handles
