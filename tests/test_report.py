@@ -150,7 +150,7 @@ def test_seeds_are_replicates_averaged_with_their_spread():
     assert series[0].mean == pytest.approx(sum(kls) / 3)
     assert series[0].error == pytest.approx(statistics.stdev(kls))
     assert series[0].error_kind == "seeds" and len(series[0].values) == 3
-    assert rep.error_caption(series) == "bars: ±1 s.d. over seeds"
+    assert rep.error_caption(series) == "bars: ±1 s.d. over replicate runs (seeds)"
 
 
 def test_a_single_run_per_point_carries_its_monte_carlo_se_or_none():

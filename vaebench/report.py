@@ -456,11 +456,11 @@ def error_caption(points: list[Point]) -> str:
     """What the error bars are, for the axis label; empty when there are none."""
     kinds = {p.error_kind for p in points if p.error is not None}
     if kinds == {"seeds"}:
-        return "bars: ±1 s.d. over seeds"
+        return "bars: ±1 s.d. over replicate runs (seeds)"
     if kinds == {"SE"}:
         return "bars: ±1 Monte-Carlo SE"
     if kinds:
-        return "bars: ±1 s.d. over seeds, or ±1 SE for a single seed"
+        return "bars: ±1 s.d. over replicates, or ±1 SE for a single run"
     return ""
 
 
