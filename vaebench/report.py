@@ -233,11 +233,7 @@ def varied_settings(rows: list[dict]) -> list[str]:
     """The settings that differ between the runs, in setting_keys order. A setting a run leaves
     unset (None, or a key its component lacks) does not count as a difference."""
     return [key for key in setting_keys(rows) if key not in BOOKKEEPING
-            and len({_hashable(row.get(key)) for row in rows if row.get(key) is not None}) > 1]
-
-
-def _hashable(value):
-    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+            and len({row.get(key) for row in rows if row.get(key) is not None}) > 1]
 
 
 def is_numeric(rows: list[dict], key: str) -> bool:
