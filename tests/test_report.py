@@ -1,7 +1,7 @@
 """`vaebench report` from synthetic sweeps: metrics.json files written here, in both record layouts
 (components named by Hydra's `choices`, or by each component config's `name`), so that every rule of
 the report (which setting is the x axis, which columns the table shows, where a ± goes) is pinned
-in milliseconds, without training anything."""
+without training anything (the figures take most of the file's ~20 s)."""
 
 from __future__ import annotations
 
