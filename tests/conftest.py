@@ -38,6 +38,12 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted(p.parent for p in (root / "outputs").rglob("metrics.json"))
 
 
+def board_dir(run_dir: Path) -> Path:
+    """The run's TensorBoard folder (its sub-runs final/ and eval/ lie inside it)."""
+    (folder,) = {f.parent for f in run_dir.glob("*/events.out.tfevents.*")}  # a resumed run adds files here
+    return folder
+
+
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 

@@ -32,4 +32,4 @@ def test_a_gpu_run_resumes_and_evaluates(tmp_path):
     assert "Resuming" in proc.stdout
     assert read_metrics(run_dir)["status"] == "completed"
     run_cli(["eval", str(run_dir), "eval.max_points=50", "eval.iw_samples=10"], cwd=run_dir)
-    assert (run_dir / "checkpoints" / "eval.json").exists()
+    assert list((run_dir / "evals").glob("test_best_*.json"))

@@ -64,6 +64,7 @@ def npz(data_dir: Path, name: str) -> list[str]:
 # id -> (overrides, words the one-paragraph message must contain)
 BAD_INPUT = {
     "unknown prior": (["prior=vampp"], ["prior=vampp", "mog, standard, vamp"]),
+    "a sweeper that is not installed": (["hydra/sweeper=optuan"], ["hydra/sweeper=optuan", 'pip install -e ".[sweep]"']),
     "typo'd key": (["trainer.epoch=3"], ["trainer.epoch is not a config key", "Did you mean trainer.epochs?"]),
     "key of another prior": (["prior=standard", "prior.init=data"], ["prior.init", "prior=standard", "prior.K"]),
     "negative beta": (["beta=-1"], ["beta=-1", ">= 0"]),
@@ -104,7 +105,7 @@ def refusals(data_dir, tmp_path_factory) -> dict[str, subprocess.CompletedProces
         root = tmp_path_factory.mktemp("bad")
         # The good settings come first: Hydra keeps the last value of a key.
         args = ["train", *TINY, *_overrides(BAD_INPUT[name][0], data_dir, root)]
-        return run_cli(args, cwd=root, check=False)
+        return run_cli(args, cwd=root, check=False), root
 
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         return dict(zip(BAD_INPUT, pool.map(refuse, BAD_INPUT)))
@@ -114,8 +115,9 @@ def refusals(data_dir, tmp_path_factory) -> dict[str, subprocess.CompletedProces
 def test_bad_input_is_refused_in_one_paragraph(name, refusals):
     if name == "cuda without a GPU" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    proc = refusals[name]
+    proc, root = refusals[name]
     assert proc.returncode == 2, proc.stderr
+    assert not (root / "outputs").exists()  # a refused command leaves nothing behind
     assert "Traceback" not in proc.stderr + proc.stdout
     message = [line for line in proc.stderr.splitlines() if line.startswith("vaebench: ")]
     assert len(message) == 1, proc.stderr  # one paragraph, on one line
@@ -123,12 +125,16 @@ def test_bad_input_is_refused_in_one_paragraph(name, refusals):
         assert word in message[0], f"{word!r} not in {message[0]!r}"
 
 
-def test_a_sweep_records_a_bad_run_as_failed_and_goes_on(tmp_path, data_dir):
-    proc = run_cli(["train", "-m", *TINY, *npz(data_dir, "ok.npz"), "trainer.epochs=1", "beta=-1,1"], cwd=tmp_path)
+def test_a_sweep_records_a_bad_run_as_failed_goes_on_and_says_so_at_its_end(tmp_path, data_dir):
+    proc = run_cli(["train", "-m", *TINY, *npz(data_dir, "ok.npz"), "trainer.epochs=1", "beta=-1,1"], cwd=tmp_path,
+                   check=False)
     failed, completed = (read_metrics(d) for d in run_dirs(tmp_path))
     assert failed["status"] == "failed" and "beta=-1" in failed["error"]
     assert completed["status"] == "completed"
     assert "Traceback" not in proc.stderr
+    assert proc.returncode == 1
+    summary = proc.stderr[proc.stderr.index("1 run of this sweep did not complete"):]
+    assert str(run_dirs(tmp_path)[0]) in summary and "failed: beta=-1" in summary
 
 
 def test_divergence_stops_with_remedies_and_keeps_a_good_last_pt(tmp_path, data_dir):

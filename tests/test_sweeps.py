@@ -12,7 +12,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import TINY, read_metrics, run_cli
+from tests.conftest import TINY, board_dir, read_metrics, run_cli
 from vaebench.train import sweep_objective
 from vaebench.validate import gpu_for_job
 
@@ -20,7 +20,8 @@ from vaebench.validate import gpu_for_job
 FAST = [o for o in TINY if not o.startswith("trainer.epochs=")] + [
     "trainer.epochs=1", "trainer.batch_size=500", "prior.K=5"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-HPARAMS = {"prior", "K", "beta", "latent_dim", "model", "dataset", "seed", "lr"}
+# The key settings, then those the command line set (FAST's sizes); not where or how long a run runs.
+HPARAMS = {"prior", "K", "beta", "hidden_dim", "latent_dim", "batch_size"}
 
 
 def sweep_dir(root: Path) -> Path:
@@ -29,8 +30,7 @@ def sweep_dir(root: Path) -> Path:
 
 
 def board(run_dir: Path) -> EventAccumulator:
-    (events,) = run_dir.rglob("events.out.tfevents.*")
-    accumulator = EventAccumulator(str(events.parent), size_guidance={"images": 1})
+    accumulator = EventAccumulator(str(board_dir(run_dir)), size_guidance={"images": 1})
     accumulator.Reload()
     return accumulator
 
@@ -42,8 +42,10 @@ def session_hparams(accumulator: EventAccumulator) -> dict:
 
 
 def experiment_metrics(accumulator: EventAccumulator) -> list[str]:
+    """The HParams metrics, as `run/tag` relative to the run."""
     content = accumulator.PluginTagToContent("hparams")["_hparams_/experiment"]
-    return [m.name.tag for m in plugin_data_pb2.HParamsPluginData.FromString(content).experiment.metric_infos]
+    infos = plugin_data_pb2.HParamsPluginData.FromString(content).experiment.metric_infos
+    return [f"{m.name.group}/{m.name.tag}" for m in infos]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_grid_sweep_runs_in_numbered_folders_with_named_boards_and_hparams(grid)
     for run in runs:
         metrics = read_metrics(run)
         assert metrics["status"] == "completed"
-        (events,) = run.rglob("events.out.tfevents.*")
+        events = board_dir(run) / "events"
         names.add(events.parent.name)
         config = metrics["config"]
         assert f"prior={config['choices']['prior']}" in events.parent.name
@@ -80,23 +82,39 @@ def test_grid_sweep_runs_in_numbered_folders_with_named_boards_and_hparams(grid)
         hparams = session_hparams(accumulator)
         assert set(hparams) == HPARAMS
         assert hparams["prior"] == config["choices"]["prior"] and hparams["beta"] == config["beta"]
-        assert hparams["K"] == (0 if config["choices"]["prior"] == "standard" else 5)
-        assert "final/val/elbo" in experiment_metrics(accumulator)
-        assert "final/val/elbo" in accumulator.Tags()["scalars"]
+        assert hparams["K"] == ("-" if config["choices"]["prior"] == "standard" else "5")
+        assert experiment_metrics(accumulator)[:2] == ["final/test/log_likelihood", "final/val/elbo"]
+        assert not [tag for tag in accumulator.Tags()["scalars"] if not tag.startswith(("train/", "val/"))]
+        assert "val/mutual_info_max" not in accumulator.Tags()["scalars"]  # log N is no curve
+        final = EventAccumulator(str(events.parent / "final"))
+        final.Reload()
+        assert final.Scalars("val/elbo")[0].value == pytest.approx(metrics["val"]["elbo"], abs=1e-4)
+        assert final.Scalars("test/log_likelihood")[0].value == pytest.approx(metrics["test"]["log_likelihood"], abs=1e-4)
+        assert "| log_likelihood |" in accumulator.Tensors("summary/text_summary")[0].tensor_proto.string_val[0].decode()
+        if config["choices"]["prior"] == "standard":  # the grid's prior.K is not the standard prior's
+            assert "prior.K" not in events.parent.name
     assert len(names) == 4
     assert "prior.K=5 is ignored by the standard prior" in stdout
     assert f"vaebench report {folder.resolve()}" in stdout  # the callback at the end of the sweep
+
+
+def test_each_console_line_of_a_sweep_says_its_run(grid):
+    _, stdout = grid
+    epoch_lines = [line for line in stdout.splitlines() if "epoch " in line and "val elbo" in line]
+    assert sorted(line.split()[0] for line in epoch_lines) == ["[#0]", "[#1]", "[#2]", "[#3]"]
+    table_rows = [line for line in stdout.splitlines() if "reconstruction " in line]
+    assert len(table_rows) == 4 and all(line.startswith("[#") for line in table_rows)
 
 
 def test_grid_sweep_logs_every_picture_that_applies(grid):
     folder, _ = grid
     for run in sorted(p for p in folder.iterdir() if p.is_dir()):
         images = set(board(run).Tags()["images"])
-        expected = {"images/reconstructions", "images/prior_samples", "images/traversals"}
+        expected = {"visuals/reconstructions", "visuals/prior_samples", "visuals/traversals"}
         if read_metrics(run)["config"]["choices"]["prior"] == "vamp":
-            expected.add("prior/pseudo_inputs")
+            expected.add("visuals/pseudo_inputs")
         assert expected <= images
-        assert "images/latent_scatter" not in images  # 4 latent dimensions: no plane to draw
+        assert "visuals/latent_scatter" not in images  # 4 latent dimensions: no plane to draw
 
 
 def test_report_writes_a_sorted_table_and_png_plots(grid):
@@ -146,7 +164,7 @@ def test_joblib_runs_a_two_run_sweep(parallel):
 def test_a_two_dimensional_latent_space_is_scattered(parallel):
     for run in sorted(p for p in parallel.iterdir() if p.is_dir()):
         images = set(board(run).Tags()["images"])
-        assert {"images/latent_scatter", "images/traversals"} <= images  # the HVAE traverses z2
+        assert {"visuals/latent_scatter", "visuals/traversals"} <= images  # the HVAE traverses z2
 
 
 def test_slurm_launcher_composes():

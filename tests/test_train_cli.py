@@ -12,15 +12,14 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import TINY, read_metrics, run_cli, run_dirs
+from tests.conftest import TINY, board_dir, read_metrics, run_cli, run_dirs
 
 TERMS = ("elbo", "reconstruction", "kl", "loss", "log_joint", "entropy", "elbo_bits_per_dim")
 SURGERY = ("mutual_info", "marginal_kl", "total_correlation", "dimwise_kl", "active_units")
 
 
 def events(run_dir: Path) -> EventAccumulator:
-    (board_dir,) = {f.parent for f in run_dir.rglob("events.out.tfevents.*")}  # a resumed run adds files here
-    accumulator = EventAccumulator(str(board_dir), size_guidance={"scalars": 0, "images": 0, "histograms": 0})
+    accumulator = EventAccumulator(str(board_dir(run_dir)), size_guidance={"scalars": 0, "images": 0, "histograms": 0})
     accumulator.Reload()
     return accumulator
 
@@ -42,7 +41,7 @@ def test_a_run_logs_every_term_for_train_and_val(trained):
         assert f"{split}/kl_per_dim" in tags["histograms"]
     for tag in ("train/beta", "train/lr", "train/grad_norm", "train/samples_per_s", *(f"val/{t}" for t in SURGERY)):
         assert tag in tags["scalars"], tag
-    assert {"images/reconstructions", "images/prior_samples"} <= set(tags["images"])
+    assert {"visuals/reconstructions", "visuals/prior_samples"} <= set(tags["images"])
     assert f"tensorboard --logdir {run_dir}" in proc.stdout
 
 
@@ -130,28 +129,47 @@ def test_every_prior_and_model_trains(tmp_path, model, prior):
         assert metrics["val"]["kl"] == pytest.approx(metrics["val"]["kl_z1"] + metrics["val"]["kl_z2"], abs=1e-3)
     tags = events(run_dir).Tags()
     if prior == "vamp":
-        assert "prior/pseudo_inputs" in tags["images"]
+        assert "visuals/pseudo_inputs" in tags["images"]
     assert events(run_dir).Scalars("train/beta")[0].value == pytest.approx(1.0)  # half-way through a 2-epoch warm-up
 
 
 def test_eval_command_writes_eval_json(trained):
     run_dir, _ = trained
     proc = run_cli(["eval", str(run_dir), "eval.split=val", "eval.max_points=100", "eval.iw_samples=20"], cwd=run_dir)
-    result = json.loads((run_dir / "checkpoints" / "eval.json").read_text())
+    result = json.loads((run_dir / "evals" / "val_best_100points_20iw.json").read_text())
     assert result["points"] == 100 and result["split"] == "val"
     values = result["val"]
     assert values["posterior_kl"] == pytest.approx(values["log_likelihood"] - values["elbo"])
     assert "log_likelihood" in proc.stdout
-    assert "eval/val/log_likelihood" in events(run_dir).Tags()["scalars"]
+    evaluations = EventAccumulator(str(board_dir(run_dir) / "eval"))
+    evaluations.Reload()
+    assert evaluations.Scalars("val/log_likelihood")[-1].value == pytest.approx(values["log_likelihood"], abs=1e-4)
 
 
 def test_eval_on_train_scores_the_images_the_final_metrics_scored(trained):
     run_dir, _ = trained
     run_cli(["eval", str(run_dir), "eval.split=train", "eval.iw_samples=0"], cwd=run_dir)
-    evaluated = json.loads((run_dir / "checkpoints" / "eval.json").read_text())["train"]
+    (written,) = (run_dir / "evals").glob("train_best_*points_0iw.json")
+    evaluated = json.loads(written.read_text())["train"]
     final = read_metrics(run_dir)["train"]
     for term in ("elbo", "reconstruction", "kl"):
         assert evaluated[term] == pytest.approx(final[term], abs=1e-4), term
+
+
+def test_two_evaluations_of_a_run_both_survive(trained, tmp_path):
+    run_dir, _ = trained
+    args = ["eval", str(run_dir), "checkpoint=last", "eval.split=val", "eval.max_points=30", "eval.iw_samples=2"]
+    first, second = (run_cli(args, cwd=tmp_path).stdout for _ in range(2))
+    kept = sorted(p.name for p in (run_dir / "evals").glob("val_last_30points_2iw*.json"))
+    assert kept == ["val_last_30points_2iw-2.json", "val_last_30points_2iw.json"]
+    assert kept[1] in first and kept[0] in second  # each says where it went
+    for name in kept:
+        assert json.loads((run_dir / "evals" / name).read_text())["points"] == 30
+
+
+def test_eval_help_says_what_it_does_and_where_results_go(tmp_path):
+    proc = run_cli(["eval", "--help"], cwd=tmp_path)
+    assert "usage: vaebench eval RUN_DIR" in proc.stdout and "evals/" in proc.stdout and "eval.split" in proc.stdout
 
 
 def test_eval_refuses_an_option_it_does_not_have(trained):

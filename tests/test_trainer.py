@@ -57,3 +57,27 @@ def test_a_step_under_bf16_autocast_logs_finite_float32_terms(tmp_path, override
     means, grad_norm = trainer.train_step(x, torch.ones(()), measure_grad_norm=True)
     assert means.dtype == torch.float32 and torch.isfinite(means).all() and torch.isfinite(grad_norm)
     assert trainer.fit() == "completed"
+
+
+def test_the_progress_bar_moves_every_step_within_an_epoch_shorter_than_the_log_interval(tmp_path, monkeypatch):
+    trainer = tiny_trainer(tmp_path, ["trainer.epochs=2", "trainer.log_every=50"])  # epochs of 4 steps
+    seen = []  # (epoch, what the bar was told)
+
+    class RecordingBar:
+        def __init__(self, epoch):
+            self.epoch = epoch
+
+        def advance(self, done):
+            seen.append((self.epoch, "advance", done))
+
+        def show(self, done, step, means, names):
+            seen.append((self.epoch, "show", done))
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(trainer, "_progress_bar", lambda total: RecordingBar(trainer.progress.epoch + 1))
+    trainer.fit()
+    for epoch in (1, 2):
+        assert [done for e, kind, done in seen if e == epoch and kind == "advance"] == [1, 2, 3, 4]
+        assert [done for e, kind, done in seen if e == epoch and kind == "show"] == [4]  # the epoch's last step

@@ -1,5 +1,9 @@
-"""TensorBoard: scalars as `<split>/<term>`, histograms, image grids and HParams. Knows names and
-tensors only, never models."""
+"""TensorBoard: scalars as `<split>/<term>`, histograms, image grids, HParams and a text summary.
+Knows names and tensors only, never models.
+
+TensorBoard's TIME SERIES lists tag groups alphabetically: `train` and `val` come first, the pictures
+follow under `visuals/`; values measured once live in the sub-runs `final/` and `eval/` (dots on the
+cards of their tags) and in the HParams and TEXT dashboards, not as charts of a single point."""
 
 from __future__ import annotations
 
@@ -27,24 +31,46 @@ class Board:
     def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
         self.writer.add_histogram(tag, values.detach().float().cpu(), step)
 
-    def image_grid(self, tag: str, images: torch.Tensor, step: int, nrow: int = 10) -> None:
-        """Images shaped (N, C, H, W) with values in [0, 1]."""
+    def image_grid(self, tag: str, images: torch.Tensor, step: int, nrow: int = 10, stretch: bool = False) -> None:
+        """Images shaped (N, C, H, W) with values in [0, 1]; `stretch` maps each image's own range to [0, 1]."""
         # Imported here: torchvision takes longer to import than torch, and a run refused for bad input
         # or stopped before its first picture should not wait for it.
         from torchvision.utils import make_grid
 
-        grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=1, pad_value=0.5)
+        grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=1, pad_value=0.5,
+                         normalize=stretch, scale_each=stretch)
         self.writer.add_image(tag, grid, step)
 
     def figure(self, tag: str, figure, step: int) -> None:
         self.writer.add_figure(tag, figure, step)
 
-    def hparams(self, params: dict, metric_tags: list[str]) -> None:
-        """Register this run in the HParams dashboard; the metric values are the scalars logged
-        under `metric_tags` in this same run, so nothing is duplicated."""
+    def hparams(self, params: dict, metrics: dict[str, str], metrics_run: str = "final") -> None:
+        """Register this run in the HParams dashboard. `metrics` maps the tags of end-of-run values,
+        which `single_values` writes into the sub-run `metrics_run`, to the names the dashboard
+        shows. TensorBoard ticks the first five hyperparameters and metrics: put the key ones first."""
+        from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
         clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()}
-        for summary in hparams_summary(clean, {tag: 0.0 for tag in metric_tags}):
+        experiment, *session = hparams_summary(clean, {tag: 0.0 for tag in metrics})
+        value = experiment.value[0]
+        content = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+        for info in content.experiment.metric_infos:
+            info.display_name = metrics[info.name.tag]
+            info.name.group = metrics_run
+        value.metadata.plugin_data.content = content.SerializeToString()
+        for summary in (experiment, *session):
             self.writer.file_writer.add_summary(summary)
+
+    def single_values(self, run: str, values: dict[str, float], step: int) -> None:
+        """Values measured once (the best checkpoint's final terms, a `vaebench eval`) into the sub-run
+        `run` under their own tags (`val/elbo`, `test/log_likelihood`): a dot beside the curve of the
+        same tag, not a chart of their own."""
+        with SummaryWriter(log_dir=str(Path(self.writer.log_dir) / run)) as writer:
+            for tag, value in values.items():
+                writer.add_scalar(tag, float(value), step)
+
+    def text(self, tag: str, markdown: str, step: int) -> None:
+        self.writer.add_text(tag, markdown, step)
 
     def flush(self) -> None:
         self.writer.flush()

@@ -57,6 +57,17 @@ def load(path: Path, device: torch.device | str = "cpu") -> dict:
     return state
 
 
+def resume_checkpoint(resume) -> Path:
+    """The checkpoint that `resume=RUN_DIR` continues: RUN_DIR/checkpoints/last.pt."""
+    last = Path(str(resume)) / "checkpoints" / "last.pt"
+    if not last.is_file():
+        raise UserError(
+            f"resume={resume}: there is no checkpoint {last}. resume= takes the folder of an earlier run, "
+            "the one that holds checkpoints/last.pt (e.g. resume=outputs/2026-11-25/10-00-00)."
+        )
+    return last
+
+
 def rng_state() -> dict:
     """Every random stream a run draws from, as tensors and plain numbers (weights_only-safe)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()

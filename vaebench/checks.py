@@ -48,6 +48,22 @@ def number_above(minimum: float, strict: bool = False) -> Rule:
                 lambda v: _is_finite_number(v) and (v > minimum if strict else v >= minimum))
 
 
+class Unused:
+    """Marks an argument a component accepts and ignores (`K: Annotated[int | None, Unused()]`), so
+    that one sweep grid can set it for every component of a group; run names and HParams leave it out."""
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Unused)
+
+    def __hash__(self) -> int:
+        return hash(Unused)
+
+
+def unused_arguments(target) -> set[str]:
+    return {name for name, annotation in declared_types(target).items()
+            if typing.get_origin(annotation) is Annotated and any(isinstance(a, Unused) for a in typing.get_args(annotation)[1:])}
+
+
 Count = Annotated[int, at_least(1)]
 NonNegativeInt = Annotated[int, at_least(0)]
 Positive = Annotated[float, number_above(0, strict=True)]

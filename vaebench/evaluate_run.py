@@ -1,5 +1,5 @@
 """`vaebench eval RUN_DIR [OVERRIDES]`: every ELBO term and diagnostic of a trained run on one split,
-as a table, as checkpoints/eval.json and in the run's TensorBoard."""
+as a table, as a file of its own in RUN_DIR/evals/ and in the run's TensorBoard."""
 
 from __future__ import annotations
 
@@ -22,9 +22,30 @@ from vaebench.validate import device_for, validate_config
 
 USAGE = "usage: vaebench eval RUN_DIR [checkpoint=best|last] [eval.split=train|val|test] [eval.max_points=N] [eval.iw_samples=S] [trainer.device=cpu]"
 ALLOWED = ("checkpoint", "eval.", "trainer.device")
+# What the run's TensorBoard gets of an evaluation (the file has every term).
+HEADLINE_TERMS = ("elbo", "reconstruction", "kl", "log_likelihood", "mutual_info", "marginal_kl", "active_units")
+
+
+HELP = f"""{USAGE}
+
+Every ELBO term, the ELBO surgery, total correlation, active units and the importance-weighted
+log p(x) of a trained run, on one split, from its best (or last) checkpoint. Each evaluation is
+kept: RUN_DIR/evals/<split>_<checkpoint>_<points>points_<S>iw.json (a repeat gets -2, -3, ...),
+and its headline terms go to the run's TensorBoard, as dots in the sub-run eval/ beside the
+training curves of <split>/<term>.
+
+  checkpoint=best|last   which checkpoint (best: the best validation ELBO; default best)
+  eval.split=test        train | val | test
+  eval.max_points=N      the first N points of the split only (default: all)
+  eval.iw_samples=S      importance samples for log p(x) (default: the run's, 5000 as in the paper)
+  trainer.device=cpu     auto | cpu | cuda
+"""
 
 
 def evaluate_run(argv: list[str]) -> dict:
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(HELP)
+        return {}
     if not argv or argv[0].startswith("-") or "=" in argv[0]:
         raise UserError(f"vaebench eval needs a run folder first.\n{USAGE}")
     run_dir, overrides = Path(argv[0]), argv[1:]
@@ -66,14 +87,25 @@ def evaluate_run(argv: list[str]) -> dict:
 
     result = {"split": split, "points": len(x), "checkpoint": str(path), "epoch": state["epoch"],
               "step": state["step"], "iw_samples": cfg.eval.iw_samples, "seconds": seconds, split: terms}
-    out = path.parent / "eval.json"
+    out = _unused_path(run_dir / "evals" / f"{split}_{which}_{len(x)}points_{cfg.eval.iw_samples}iw.json")
     out.write_text(json.dumps(result, indent=2))
     if "board_dir" in state:
         board = Board(run_dir / state["board_dir"])
-        board.scalars(f"eval/{split}", terms, state["step"])
+        board.single_values("eval", {f"{split}/{term}": value for term, value in terms.items()
+                                     if term in HEADLINE_TERMS}, state["step"])
         board.close()
     _print_table(result, terms, out)
     return result
+
+
+def _unused_path(path: Path) -> Path:
+    """`path`, or `name-2.json`, `name-3.json`, ... when it is taken: no evaluation overwrites another."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
 
 
 def _parse(overrides: list[str]) -> dict:

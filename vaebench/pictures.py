@@ -21,22 +21,24 @@ def log_pictures(board, model, val: torch.Tensor, step: int, labels: torch.Tenso
     model.eval()
     q_loc, q_scale = posterior_moments(model, val)
     if q_loc.shape[1] == 2:
-        board.figure("images/latent_scatter", latent_scatter(q_loc, labels), step)
+        board.figure("visuals/latent_scatter", latent_scatter(q_loc, labels), step)
     if val.dim() == 4:  # flat vectors are not images
         inputs = val[:10]
-        board.image_grid("images/reconstructions", torch.cat([inputs, model.reconstruct(inputs)]), step, nrow=10)
+        board.image_grid("visuals/reconstructions", torch.cat([inputs, model.reconstruct(inputs)]), step, nrow=10)
         try:
-            board.image_grid("images/prior_samples", model.sample(N_SHOWN), step)
+            board.image_grid("visuals/prior_samples", model.sample(N_SHOWN), step)
         except NotImplementedError:  # a prior without a sampler (the run's log said so once)
             pass
-        z = traversal_codes(q_loc, q_scale, dimensions_by_kl(kl_per_dim, q_loc.shape[1]))
-        board.image_grid("images/traversals", decode_top(model, z), step, nrow=TRAVERSAL_STEPS)
+        dims = dimensions_by_kl(kl_per_dim, q_loc.shape[1])
+        z = traversal_codes(q_loc, q_scale, dims)
+        board.figure("visuals/traversals", traversal_figure(decode_top(model, z), dims, kl_per_dim), step)
         pseudo_inputs = getattr(model.prior, "pseudo_inputs", None)
         if isinstance(pseudo_inputs, torch.Tensor) and pseudo_inputs.shape[1:] == val.shape[1:]:
-            board.image_grid("prior/pseudo_inputs", pseudo_inputs[:N_SHOWN], step)
+            # Each stretched to its own range: early in training they are all near the same grey.
+            board.image_grid("visuals/pseudo_inputs", pseudo_inputs[:N_SHOWN], step, stretch=True)
     prior = model.prior
     if hasattr(prior, "logits") and prior.logits.requires_grad:
-        board.histogram("prior/weights", torch.softmax(prior.logits, 0), step)
+        board.histogram("visuals/prior_weights", torch.softmax(prior.logits, 0), step)
     model.train()
 
 
@@ -75,6 +77,31 @@ def decode_top(model, z_top: torch.Tensor) -> torch.Tensor:
     p_z1_given_z2 = getattr(model, "p_z1", None)
     latents = z_top if p_z1_given_z2 is None else (p_z1_given_z2(z_top).mean, z_top)
     return model.likelihood.mean(model.decoder_output(latents))
+
+
+def traversal_figure(images: torch.Tensor, dims: torch.Tensor, kl_per_dim: torch.Tensor | None):
+    """The traversal grid with its labels: each row names its dimension (and that dimension's KL), each
+    column the offset from the aggregate posterior's mean, in its standard deviations."""
+    from matplotlib.figure import Figure
+    from torchvision.utils import make_grid
+
+    rows = len(dims)
+    grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=TRAVERSAL_STEPS, padding=1, pad_value=0.5)
+    height, width = grid.shape[1:]
+    figure = Figure(figsize=(1.2 + TRAVERSAL_STEPS * 0.62, 0.9 + rows * 0.62), dpi=100)
+    ax = figure.add_axes((0.16, 0.08, 0.82, 0.86))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    offsets = torch.linspace(-TRAVERSAL_SIGMAS, TRAVERSAL_SIGMAS, TRAVERSAL_STEPS)
+    ax.set_xticks([(i + 0.5) * width / TRAVERSAL_STEPS for i in range(TRAVERSAL_STEPS)],
+                  [f"{float(o):+.1f}" for o in offsets], fontsize=7)
+    kl = None if kl_per_dim is None else torch.as_tensor(kl_per_dim).cpu()
+    ax.set_yticks([(r + 0.5) * height / rows for r in range(rows)],
+                  [f"z{int(d)}" + ("" if kl is None else f"  KL {float(kl[d]):.1f}") for d in dims.cpu()], fontsize=7)
+    ax.tick_params(length=0)
+    ax.set_xlabel("offset from the mean of q(z_j), in its standard deviations", fontsize=8)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return figure
 
 
 def latent_scatter(codes: torch.Tensor, labels: torch.Tensor | None):

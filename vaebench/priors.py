@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 import logging
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Categorical, Distribution, constraints
 
-from vaebench.checks import Count, Positive
+from vaebench.checks import Count, Positive, Unused
 from vaebench.distributions import DiagonalNormal, IsotropicNormal
 from vaebench.errors import UserError
 
@@ -89,7 +89,7 @@ class DiagonalGaussianMixture(Distribution):
 
 
 class StandardPrior(nn.Module):
-    def __init__(self, latent_dim: int, sigma: Positive = 1.0, K: Count | None = None):
+    def __init__(self, latent_dim: int, sigma: Positive = 1.0, K: Annotated[Count | None, Unused()] = None):
         """`K` is accepted, and ignored, so that one sweep grid can set prior.K for every prior."""
         super().__init__()
         if K is not None:

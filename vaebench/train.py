@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -23,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaebench import checkpoint
 from vaebench.board import Board
-from vaebench.components import build_dataset, build_model, prior_notes
+from vaebench.checks import unused_arguments
+from vaebench.components import GROUPS, build_dataset, build_model, prior_notes, target_of
 from vaebench.config_tree import config_dir, saved_config
 from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
@@ -36,12 +38,19 @@ log = logging.getLogger(__name__)  # the console and the run folder's train.log 
 
 # Keys a resumed run may change; everything else defines the experiment and comes from its checkpoint.
 RESUMABLE_PREFIXES = ("trainer.", "eval.", "resume")
-FINAL_METRICS = ("elbo", "reconstruction", "kl", "log_likelihood", "mutual_info", "marginal_kl", "active_units")
+# The end-of-run values in HParams, by their names there; TensorBoard ticks the first five.
+HPARAMS_METRICS = {
+    "test/log_likelihood": "test log p(x)", "val/elbo": "val ELBO", "val/kl": "val rate (KL)",
+    "val/mutual_info": "val I(n;z)", "val/marginal_kl": "val KL(q(z)||p(z))",
+    "val/reconstruction": "val E[log p(x|z)]", "val/active_units": "val active units", "test/elbo": "test ELBO",
+}
 
 
 # A resumed run writes into its own folder again and keeps the .hydra/ config of its first start.
 OmegaConf.register_new_resolver("vaebench_run_dir", lambda resume, default: str(resume) if resume else default, replace=True)
 OmegaConf.register_new_resolver("vaebench_output_subdir", lambda resume: None if resume else ".hydra", replace=True)
+OmegaConf.register_new_resolver("vaebench_job_prefix", lambda mode, num: f"[#{num}] " if str(mode).endswith("MULTIRUN") else "",
+                                replace=True)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
@@ -52,16 +61,18 @@ def main(cfg: DictConfig) -> float:
     cfg = with_choices(cfg, hydra_cfg.runtime.choices)
     try:
         with _sigterm_as_ctrl_c():
-            result = run(cfg, run_dir, list(hydra_cfg.overrides.task), hydra_cfg.job.override_dirname, multirun)
+            result = run(cfg, run_dir, list(hydra_cfg.overrides.task), multirun)
         return sweep_objective(result)
     except KeyboardInterrupt:
         _interrupted_outside_training(cfg, run_dir)
     except UserError as err:
-        _record_failure(cfg, run_dir, str(err))
-        sweep_goes_on = f"(this run of the sweep failed and is recorded in {run_dir}/metrics.json; the sweep goes on)"
-        _tell_failure(f"{err}\n", *([sweep_goes_on] if multirun else []))
         if not multirun:
+            _tell_failure(f"{err}\n")
+            _remove_refused_run(cfg, run_dir)
             sys.exit(2)
+        # A sweep keeps the refused run's folder: its metrics.json says why, for the sweep's summary.
+        _record_failure(cfg, run_dir, str(err))
+        _tell_failure(f"{err}\n", f"(this run of the sweep failed and is recorded in {run_dir}/metrics.json; the sweep goes on)")
         return -math.inf
     except Exception as err:
         _record_failure(cfg, run_dir, f"{type(err).__name__}: {err}")
@@ -71,10 +82,11 @@ def main(cfg: DictConfig) -> float:
 def with_choices(cfg: DictConfig, choices) -> DictConfig:
     """The config with `choices`: what each config group was set to (`prior: vamp`, or a user's
     `prior: laplace`), kept in the run's record for its name, HParams and the report."""
+    chosen = {group: choice for group, choice in choices.items() if not group.startswith("hydra") and choice is not None}
+    in_order = [g for g in GROUPS if g in chosen] + [g for g in chosen if g not in GROUPS]
     cfg = cfg.copy()
     with open_dict(cfg):
-        cfg.choices = {group: choice for group, choice in choices.items()
-                       if not group.startswith("hydra") and choice is not None}
+        cfg.choices = {group: chosen[group] for group in in_order}
     return cfg
 
 
@@ -111,6 +123,24 @@ def _interrupted_outside_training(cfg: DictConfig, run_dir: Path) -> None:
     sys.exit(130)
 
 
+def _remove_refused_run(cfg: DictConfig, run_dir: Path) -> None:
+    """A refused single run leaves nothing behind: the folder Hydra made for it holds no work (a
+    resumed run's folder is the earlier run's own, and stays)."""
+    if cfg.resume or (run_dir / "checkpoints").exists():
+        return
+    for handler in logging.getLogger("vaebench").handlers + logging.getLogger("vaebench.record").handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.close()  # train.log
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in run_dir.parents:  # outputs/DATE, then outputs, when nothing else is in them
+        if parent == Path.cwd() or not parent.is_relative_to(Path.cwd()):
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+
+
 def _record_failure(cfg: DictConfig, run_dir: Path, error: str) -> None:
     """metrics.json says the run failed; a resume that fails before it starts training leaves the
     earlier run's record as it was."""
@@ -134,10 +164,10 @@ def sweep_objective(result: dict) -> float:
     return float(result["val"]["elbo"])
 
 
-def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multirun: bool) -> dict:
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) -> dict:
     state = None
     if cfg.resume:
-        state = checkpoint.load(_resume_checkpoint(cfg.resume))
+        state = checkpoint.load(checkpoint.resume_checkpoint(cfg.resume))
         cfg = _resumed_config(state, cfg, overrides)
     choices = dict(cfg.get("choices") or {})
     validate_config(cfg, choices)
@@ -154,7 +184,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
     if cfg.trainer.precision == "bf16" and device.type != "cuda":
         log.info(f"trainer.precision=bf16 applies on CUDA only; training in fp32 on {device.type}.")
 
-    board_dir = run_dir / (state["board_dir"] if state else _board_name(label))
+    board_dir = run_dir / (state["board_dir"] if state else _board_name(cfg, overrides))
     board = Board(board_dir, purge_step=state["step"] + 1 if state else None)
 
     def on_evaluation(trainer: Trainer, val_terms: dict) -> None:
@@ -165,10 +195,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
         trainer.load_state(state)
         log.info(f"Resuming {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
     else:
-        board.hparams(_hparams(cfg, choices, model), [f"final/{split}/{term}" for split in ("val", "test") for term in FINAL_METRICS])
-    log.info(f"Training {_entry('model', choices, type(model).__name__)} with {_entry('prior', choices, type(model.prior).__name__)}, "
-             f"beta={cfg.beta}, on {_entry('dataset', choices, data.name)} "
-             f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}.")
+        board.hparams(_hparams(cfg, choices, model, overrides), HPARAMS_METRICS)
+    what = (f"{_entry('model', choices, type(model).__name__)} with {_entry('prior', choices, type(model.prior).__name__)}, "
+            f"beta={cfg.beta}, on {_entry('dataset', choices, data.name)} "
+            f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}")
+    if trainer.progress.epoch >= cfg.trainer.epochs:  # e.g. a run stopped during its final evaluation
+        log.info(f"Training is complete ({trainer.progress.epoch} of {cfg.trainer.epochs} epochs): "
+                 f"only the final evaluation runs, of {what}.")
+    else:
+        log.info(f"Training {what}.")
     log.info(f"Run folder: {run_dir}")
     _write_json(run_dir / "metrics.json", {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True)})
 
@@ -189,9 +224,12 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
             sys.exit(3)
         return {"status": stop.status}
 
+    log.info(f"Evaluating the best checkpoint (epoch {trainer.progress.best_epoch}): every term on train, val and "
+             f"test, the ELBO surgery on val and test, log p(x) from {cfg.eval.iw_samples} importance samples on test.")
     metrics = final_metrics(model, data, cfg, run_dir, device)
-    for split in ("train", "val", "test"):
-        board.scalars(f"final/{split}", metrics[split], trainer.progress.step)
+    board.single_values("final", {tag: metrics[split][term] for tag in HPARAMS_METRICS
+                                  for split, term in [tag.split("/")] if term in metrics[split]}, trainer.progress.step)
+    board.text("summary", final_table_markdown(metrics, trainer.progress.best_epoch), trainer.progress.step)
     board.close()
     result = {
         "status": status,
@@ -221,16 +259,6 @@ def final_metrics(model, data, cfg, run_dir: Path, device) -> dict:
     return metrics
 
 
-def _resume_checkpoint(resume) -> Path:
-    last = Path(str(resume)) / "checkpoints" / "last.pt"
-    if not last.is_file():
-        raise UserError(
-            f"resume={resume}: there is no checkpoint {last}. resume= takes the folder of an earlier run, "
-            "the one that holds checkpoints/last.pt (e.g. resume=outputs/2026-11-25/10-00-00)."
-        )
-    return last
-
-
 def _resumed_config(state: dict, cfg: DictConfig, overrides: list[str]) -> DictConfig:
     saved = OmegaConf.create(saved_config(state["config"]))
     for override in overrides:
@@ -252,10 +280,32 @@ def _resumed_config(state: dict, cfg: DictConfig, overrides: list[str]) -> DictC
     return saved
 
 
-def _board_name(label: str) -> str:
-    """The TensorBoard run's name tells its overrides, e.g. `beta=4,prior=vamp`."""
-    name = label.replace(os.sep, "_")[:200]
-    return name or "tensorboard"
+def _board_name(cfg: DictConfig, overrides: list[str]) -> str:
+    """The TensorBoard run's name tells the settings its command line gave that apply to it, e.g.
+    `beta=4,prior=vamp` (not `prior.K=50` for the standard prior, which has no K); `defaults` when none."""
+    keys = set(_applying_overrides(cfg, overrides))
+    items = sorted(o.lstrip("+~") for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys)
+    name = ",".join(items).replace(os.sep, "_")[:200]
+    return name or "defaults"
+
+
+GROUP_KEYS = ("dataset", "model", "prior", "trainer", "eval", "experiment")
+NOT_IN_NAMES = ("resume", "trainer.device", "trainer.epochs", "trainer.progress", "hydra", "eval.")
+
+
+def _applying_overrides(cfg: DictConfig, overrides: list[str]) -> list[str]:
+    """The keys the command line set that say what the run is: not where or how long it runs, and not
+    an argument its component declares unused (`checks.Unused`)."""
+    keys = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key.startswith(NOT_IN_NAMES) or key in keys:
+            continue
+        group, _, argument = key.partition(".")
+        if argument and group in GROUPS and argument in unused_arguments(target_of(cfg[group], group, group)):
+            continue
+        keys.append(key)
+    return keys
 
 
 def _entry(group: str, choices: dict, fallback: str = "") -> str:
@@ -263,14 +313,20 @@ def _entry(group: str, choices: dict, fallback: str = "") -> str:
     return f"{group}={choices.get(group) or fallback}"
 
 
-def _hparams(cfg: DictConfig, choices: dict, model) -> dict:
-    return {
-        # K as the prior built has it: 0 for a prior without components, even when a sweep grid sets
-        # prior.K for every prior.
-        **{group: str(choices.get(group, "")) for group in ("prior", "model", "dataset")},
-        "K": int(getattr(model.prior, "K", 0) or 0), "beta": float(cfg.beta), "latent_dim": int(model.latent_dim),
-        "seed": cfg.seed, "lr": float(cfg.trainer.lr),
-    }
+def _hparams(cfg: DictConfig, choices: dict, model, overrides: list[str]) -> dict:
+    """prior, K and beta, then every other setting the command line set (a sweep's axes): TensorBoard
+    ticks the first five, in alphabetical order. Whole numbers as text (500, not 500.0000)."""
+    # K as the prior built has it: none for a prior without components, even when a sweep grid sets
+    # prior.K for every prior.
+    k = getattr(model.prior, "K", None)
+    params = {"prior": str(choices.get("prior", type(model.prior).__name__)), "K": "-" if k is None else str(k),
+              "beta": float(cfg.beta)}
+    for key in _applying_overrides(cfg, overrides):
+        name = key.split(".")[-1]
+        value = choices.get(key) if key in GROUP_KEYS else OmegaConf.select(cfg, key, default=None)
+        if name not in params and value is not None:
+            params[name] = str(value) if isinstance(value, (int, bool)) else value
+    return params
 
 
 def _seed_everything(seed: int) -> None:
@@ -284,6 +340,25 @@ def _write_json(path: Path, payload: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str))
     os.replace(tmp, path)
+
+
+def final_table_markdown(metrics: dict, best_epoch: int) -> str:
+    """The final terms of every split as a markdown table, for TensorBoard's TEXT dashboard."""
+    splits = [split for split in ("train", "val", "test") if split in metrics]
+    terms = [t for t in dict.fromkeys(t for split in splits for t in metrics[split])
+             if not t.endswith("_se") and isinstance(metrics[splits[0]].get(t, metrics[splits[-1]].get(t)), (int, float))]
+
+    def cell(split: str, term: str) -> str:
+        if term not in metrics[split]:
+            return ""
+        value, se = metrics[split][term], metrics[split].get(f"{term}_se")
+        text = f"{value:.0f}" if term == "active_units" else f"{value:.3f}"
+        return text + (f" ± {se:.3f}" if se is not None else "")
+
+    lines = [f"Final terms, nats per point, best checkpoint (epoch {best_epoch}):", "",
+             "| term | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
+    lines += [f"| {term} | " + " | ".join(cell(split, term) for split in splits) + " |" for term in terms]
+    return "\n".join(lines)
 
 
 def _log_summary(result: dict, run_dir: Path, board_dir: Path, multirun: bool) -> None:

@@ -150,6 +150,7 @@ class Trainer:
                     interval.add(values)
                     self.progress.step += 1
                     self.progress.batch_in_epoch = b + 1
+                    bar.advance(b + 1)  # the count only: the host does not wait for the device
                     if logs_now or signals.received:
                         self._fold(interval, grad_norm)
                         interval = _Interval(self.progress.step)
@@ -193,7 +194,7 @@ class Trainer:
             surgery_every = self.cfg.eval.surgery_every
             if surgery_every and (p.epoch // t.eval_every) % surgery_every == 0:
                 val.update(split_diagnostics(self.model, self.data.val, self.cfg.eval.batch_size))
-            self.board.scalars("val", val, p.step)
+            self.board.scalars("val", {k: v for k, v in val.items() if k != "mutual_info_max"}, p.step)  # log N: no curve
             if self.on_evaluation is not None:
                 with fixed_randomness(self.device):
                     self.on_evaluation(self, val)
@@ -339,7 +340,8 @@ def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
 
 
 class _Bar:
-    """A tqdm bar on a terminal; nothing between epoch lines when output goes to a file or pipe."""
+    """A tqdm bar on a terminal that moves with every step, with the running loss and ELBO at each log
+    interval; nothing between epoch lines when output goes to a file or pipe."""
 
     def __init__(self, total: int, epoch: int, epochs: int, initial: int):
         self.bar = None
@@ -349,12 +351,17 @@ class _Bar:
             self.bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)
             self.last = initial
 
+    def advance(self, done: int) -> None:
+        """`done` batches of the epoch taken: called every step; tqdm redraws at most every 0.1 s."""
+        if self.bar is not None:
+            self.bar.update(done - self.last)
+            self.last = done
+
     def show(self, done: int, step: int, means: torch.Tensor, names: list[str]) -> None:
+        """The running loss and ELBO, at each log interval (reading them waits for the device)."""
         if self.bar is None:
             return
         values = dict(zip(names, means.tolist()))
-        self.bar.update(done - self.last)
-        self.last = done
         self.bar.set_postfix(step=step, loss=f"{values['loss']:.2f}", elbo=f"{values['elbo']:.2f}")
 
     def close(self) -> None:

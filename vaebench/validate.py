@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from omegaconf import OmegaConf
 
+from vaebench.checkpoint import resume_checkpoint
 from vaebench.checks import check_arguments
 from vaebench.components import GROUPS, check_component
 from vaebench.errors import UserError
@@ -106,6 +107,9 @@ def validate_choices(args: list[str], config_dir: str) -> None:
     search = [o for o in flags.overrides if o.startswith("hydra.searchpath=")]
     if flags.config_dir and os.path.isdir(flags.config_dir) and not search:
         search = [f"hydra.searchpath=[file://{os.path.abspath(flags.config_dir)}]"]
+    for override in overrides:  # before Hydra makes a folder for the run
+        if override.key_or_group == "resume" and not override.is_sweep_override() and override.value():
+            resume_checkpoint(override.value())
     with initialize_config_dir(config_dir, version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         for override in overrides:
@@ -196,7 +200,10 @@ def _check_choice(override, loader, all_overrides: list[str]) -> None:
     for value in values:
         if value not in options and "${" not in str(value):
             shown = "null" if value is None else value
+            plugins = (" Hydra's launchers and sweepers (joblib, submitit's slurm, optuna) come with "
+                       'pip install -e ".[sweep]" (pip install "vaebench[sweep]" for an installed vaebench).'
+                       if group.startswith("hydra/") else "")
             raise UserError(
                 f"{group}={shown} is not an option of the config group {group}: "
-                f"choose one of {', '.join(options)}."
+                f"choose one of {', '.join(options)}.{plugins}"
             )
