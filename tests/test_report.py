@@ -16,8 +16,10 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+from omegaconf import OmegaConf
 
 from vaebench import report as rep
+from vaebench.config_tree import config_dir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SE_TERMS = ("elbo", "reconstruction", "kl", "mutual_info", "marginal_kl", "total_correlation")
@@ -47,12 +49,18 @@ def record(beta=1.0, prior="vamp", K=500, latent_dim=40, seed=0, lr=5e-4, layout
     if layout == "new":
         config["choices"] = {**components, "trainer": "default", "eval": "default", "hydra/launcher": "basic"}
         for group in components:
-            config[group]["_target_"] = f"vaebench.{group}.{components[group].title()}"
+            config[group]["_target_"] = shipped_target(group, components[group])
     else:
         for group, name in components.items():
             config[group]["name"] = name
     return {"status": status, "train": {"elbo": val["elbo"] + 1}, "val": val, "test": test, "config": config,
             "epochs": 50}
+
+
+def shipped_target(group: str, name: str) -> str:
+    """The class a shipped entry builds; a user's own entry names one of theirs."""
+    entry = Path(config_dir()) / group / f"{name}.yaml"
+    return str(OmegaConf.load(entry)["_target_"]) if entry.exists() else f"my_components.{name}"
 
 
 def write_sweep(folder: Path, records: list[dict]) -> Path:

@@ -37,8 +37,6 @@ SHORT_NAMES = {"prior.K": "K", "model.latent_dim": "latent_dim", "trainer.lr": "
 HEADLINE_SETTINGS = ("prior.K", "beta", "model.latent_dim", "trainer.lr", "seed")
 # Bookkeeping, not part of the experiment: a difference here is not something the sweep varied.
 BOOKKEEPING = {"resume", "trainer.device", "trainer.progress"}
-# A sweep grid may set a key for every component; these components ignore it, so it is blanked.
-IGNORED_SETTINGS = {("prior", "standard"): ("prior.K",)}
 PRIOR_NAMES = {"standard": "standard", "vamp": "VampPrior", "mog": "MoG"}
 AXIS_NAMES = {"beta": "β (weight of the KL)", "prior.K": "K (prior components)",
               "model.latent_dim": "latent dimensions", "model.hidden_dim": "hidden units",
@@ -178,10 +176,29 @@ def run_settings(config: dict) -> dict:
         if last == "_target_" or (last == "name" and key.rsplit(".", 1)[0] in groups):
             continue
         settings[key] = value
-    for (group, name), keys in IGNORED_SETTINGS.items():
-        if settings.get(group) == name:
-            settings.update({key: None for key in keys if key in settings})
+    for group in groups:  # a sweep grid may set a key for every component; those that ignore it get a blank
+        settings.update({f"{group}.{name}": None for name in _unused_arguments(config, group)
+                         if f"{group}.{name}" in settings})
     return settings
+
+
+def _unused_arguments(config: dict, group: str) -> set[str]:
+    """The arguments the run's component of `group` declares unused (`vaebench.checks.Unused`); a run
+    saved before `_target_` names its component, and the shipped entry of that name has the target."""
+    entry = config.get(group) if isinstance(config.get(group), dict) else {}
+    target = entry.get("_target_")
+    if target is None and "name" in entry:
+        from vaebench.config_tree import saved_config
+
+        target = saved_config(config).get(group, {}).get("_target_")
+    try:
+        from hydra.utils import get_object
+
+        from vaebench.checks import unused_arguments
+
+        return unused_arguments(get_object(str(target))) if target else set()
+    except Exception:  # a user's component that cannot be imported from here: nothing is blanked
+        return set()
 
 
 def _leaves(tree: dict, prefix: str = ""):
