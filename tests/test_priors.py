@@ -85,3 +85,19 @@ def test_vamp_prior_pseudo_inputs_stay_in_the_data_range_and_learn():
     assert prior.raw_inputs.grad is not None and prior.logits.grad is not None
     assert not any(p is prior.raw_inputs for p in encoder.parameters())
     assert len(list(prior.parameters())) == 2  # the encoder is shared, not owned
+
+
+def test_vamp_prior_with_frozen_inputs_keeps_its_training_points():
+    torch.manual_seed(6)
+    encoder = MLPEncoder((1, 4, 4), hidden_dim=8, latent_dim=3)
+    train = torch.rand(20, 1, 4, 4)
+    prior = VampPrior(encoder, (1, 4, 4), train, K=5, init="data", learn_inputs=False)
+    start = prior.pseudo_inputs.detach().clone()
+    optimizer = torch.optim.Adam([p for p in [*encoder.parameters(), *prior.parameters()] if p.requires_grad], lr=0.1)
+    for _ in range(3):
+        optimizer.zero_grad()
+        (-prior().log_prob(torch.randn(8, 3)).mean()).backward()
+        optimizer.step()
+    assert torch.equal(prior.pseudo_inputs.detach(), start)
+    assert all(bool(((train - u).abs().flatten(1).amax(1) < 2e-3).any()) for u in start)  # training points, to the clamp
+    assert next(encoder.parameters()).grad is not None  # the encoder still learns through them

@@ -121,7 +121,8 @@ class VampPrior(nn.Module):
     `encode` is the model's own encoder, handed in as a callable (and not registered as a
     submodule) so the prior shares its weights without owning them. The pseudo-inputs stay within
     the range of `train_data` (an image's [0, 1] when it is not given); `init=data` starts them at K
-    training points, `random` at the paper's pixels near 0.05.
+    training points, `random` at the paper's pixels near 0.05; `learn_inputs=false` keeps them where
+    they started.
     """
 
     def __init__(
@@ -132,6 +133,7 @@ class VampPrior(nn.Module):
         K: Count = 500,
         init: Literal["random", "data"] = "random",
         learn_weights: bool = False,
+        learn_inputs: bool = True,
     ):
         super().__init__()
         self.K = K
@@ -142,7 +144,8 @@ class VampPrior(nn.Module):
         else:
             start = 0.05 + 0.01 * torch.randn(K, *data_shape)
         unit = ((start - self.low) / (self.high - self.low)).clamp(1e-3, 1 - 1e-3)
-        self.raw_inputs = nn.Parameter(torch.logit(unit))
+        # Frozen (learn_inputs=false, with init=data): p(z) is the aggregate posterior of K training points.
+        self.raw_inputs = nn.Parameter(torch.logit(unit), requires_grad=learn_inputs)
         self.logits = nn.Parameter(torch.zeros(K), requires_grad=learn_weights)
 
     @property
