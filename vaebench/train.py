@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaebench import checkpoint
 from vaebench.board import Board
-from vaebench.components import build_dataset, build_model, prior_notes
+from vaebench.collapse import CollapseWatch
+from vaebench.components import build_dataset, build_model, build_objective, prior_notes
 from vaebench.config_tree import config_dir, saved_config
 from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
@@ -154,20 +155,30 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
     if cfg.trainer.precision == "bf16" and device.type != "cuda":
         log.info(f"trainer.precision=bf16 applies on CUDA only; training in fp32 on {device.type}.")
 
+    steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
+    objective = build_objective(cfg.objective, model, len(data.train), steps_per_epoch, cfg.beta, choices)
+    for note in _objective_notes(objective, cfg, choices):
+        log.info(note)
+
     board_dir = run_dir / (state["board_dir"] if state else _board_name(label))
     board = Board(board_dir, purge_step=state["step"] + 1 if state else None)
+    collapse = CollapseWatch(model.latent_dim, state.get("collapse_watch") if state else None, settings={
+        "objective": choices.get("objective", "elbo"), "beta": cfg.beta, "beta_weighs": objective.beta_weighs,
+        "kl_warmup_epochs": cfg.trainer.kl_warmup_epochs})
 
     def on_evaluation(trainer: Trainer, val_terms: dict) -> None:
         log_pictures(board, model, data.val, trainer.progress.step, data.val_labels, val_terms.get("kl_per_dim"))
+        collapse.observe(trainer.progress.epoch, val_terms)
 
-    trainer = Trainer(model, data, cfg, run_dir, board, on_evaluation, extra_state={"board_dir": board_dir.name})
+    trainer = Trainer(model, data, cfg, run_dir, board, on_evaluation, objective=objective,
+                      extra_state={"board_dir": board_dir.name, "collapse_watch": collapse.record})
     if state:
         trainer.load_state(state)
         log.info(f"Resuming {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
     else:
         board.hparams(_hparams(cfg, choices, model), [f"final/{split}/{term}" for split in ("val", "test") for term in FINAL_METRICS])
     log.info(f"Training {_entry('model', choices, type(model).__name__)} with {_entry('prior', choices, type(model.prior).__name__)}, "
-             f"beta={cfg.beta}, on {_entry('dataset', choices, data.name)} "
+             f"{_objective_text(cfg, choices)}, beta={cfg.beta}, on {_entry('dataset', choices, data.name)} "
              f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}.")
     log.info(f"Run folder: {run_dir}")
     _write_json(run_dir / "metrics.json", {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True)})
@@ -201,6 +212,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
         "step": trainer.progress.step,
         "wall_time_s": trainer.progress.wall_time_s,
         "train_time_s": time.perf_counter() - started,
+        "alarms": list(collapse.record["alarms"]),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     _write_json(run_dir / "metrics.json", result)
@@ -263,11 +275,36 @@ def _entry(group: str, choices: dict, fallback: str = "") -> str:
     return f"{group}={choices.get(group) or fallback}"
 
 
+def _objective_text(cfg: DictConfig, choices: dict) -> str:
+    """e.g. `objective=iwae (k=5)`."""
+    settings = ", ".join(f"{key}={value}" for key, value in _objective_settings(cfg).items())
+    return _entry("objective", choices, "elbo") + (f" ({settings})" if settings else "")
+
+
+def _objective_settings(cfg: DictConfig) -> dict:
+    node = cfg.get("objective") or {}
+    return {str(key): node[key] for key in node if not str(key).startswith("_")}
+
+
+def _objective_notes(objective, cfg: DictConfig, choices: dict) -> list[str]:
+    """Settings the chosen objective does not read, said once so that a sweep's β axis is not misread."""
+    if getattr(objective, "beta_weighs", "the KL") is not None:
+        return []
+    unused = [f"beta={cfg.beta}"] if float(cfg.beta) != 1.0 else []
+    unused += [f"trainer.kl_warmup_epochs={cfg.trainer.kl_warmup_epochs}"] if cfg.trainer.kl_warmup_epochs else []
+    if not unused:
+        return []
+    return [f"{_entry('objective', choices)} has no beta: {' and '.join(unused)} do not change what it optimises."]
+
+
 def _hparams(cfg: DictConfig, choices: dict, model) -> dict:
     return {
         # K as the prior built has it: 0 for a prior without components, even when a sweep grid sets
         # prior.K for every prior.
-        **{group: str(choices.get(group, "")) for group in ("prior", "model", "dataset")},
+        **{group: str(choices.get(group, "")) for group in ("prior", "model", "dataset", "objective")},
+        # The objective's own parameters (objective.k, objective.gamma, ...), numbers as numbers.
+        **{f"objective.{key}": value if isinstance(value, (int, float, bool)) else str(value)
+           for key, value in _objective_settings(cfg).items()},
         "K": int(getattr(model.prior, "K", 0) or 0), "beta": float(cfg.beta), "latent_dim": int(model.latent_dim),
         "seed": cfg.seed, "lr": float(cfg.trainer.lr),
     }
