@@ -141,22 +141,28 @@ def test_an_objective_that_cannot_work_with_the_model_is_refused(overrides, word
 
 # -- the collapse alarm -------------------------------------------------------------------------------
 def test_the_collapse_rule():
-    assert collapse_finding({"active_units": 20}, {"active_units": 22}, 40, 30) is None  # healthy
-    assert collapse_finding({"active_units": 3}, {"active_units": 3}, 40, 1) is None     # still in its grace
-    assert "never rose above 3 of 40" in collapse_finding({"active_units": 3}, {"active_units": 3}, 40, 2)
-    assert "fell from 20 to 9 of 40" in collapse_finding({"active_units": 9}, {"active_units": 20}, 40, 9)
-    assert collapse_finding({"informative_dims": 1}, {"informative_dims": 2}, 4, 9) is None  # one of few: noise
-    assert dimensions_in_use({"kl_per_dim": torch.tensor([0.0, 0.3, 2.0])}) == {"informative_dims": 2}
+    assert collapse_finding(20, 40, 40, 30) is None      # a healthy default run: ~20 of 40 and more
+    assert collapse_finding(0, 0, 40, 1) is None         # the first epoch is too early to judge
+    assert "at most 3 of 40 latent dimensions have been in use in 2 epochs" in collapse_finding(3, 3, 40, 2)
+    assert "fell from 20 to 4 of 40 by epoch 9" in collapse_finding(4, 20, 40, 9)
+    assert collapse_finding(5, 20, 40, 9) is None         # 4 of 40 (10%) is the limit
+    assert collapse_finding(1, 4, 4, 2) and collapse_finding(2, 4, 4, 2) is None  # a tiny model: at most 1
+    # in use: either count; early on the KL is spread thin while the means already vary
+    assert dimensions_in_use({"active_units": 21, "kl_per_dim": torch.tensor([0.0, 0.3, 2.0])}) == {
+        "active_units": 21, "informative_dims": 2}
 
 
 def test_the_alarm_sounds_once_and_its_record_survives_a_resume():
     watch = CollapseWatch(40, settings={"objective": "elbo", "beta": 50.0, "beta_weighs": "the KL"})
     assert watch.observe(1, {"active_units": 0}) is None
-    message = watch.observe(2, {"active_units": 0})
+    message = watch.observe(2, {"active_units": 0, "kl_per_dim": torch.zeros(40)})
     assert "Posterior collapse" in message and "a smaller beta (now 50)" in message and "free bits" in message
+    assert "active units 0, informative dims 0" in message
     assert watch.observe(3, {"active_units": 0}) is None and len(watch.record["alarms"]) == 1
     resumed = CollapseWatch(40, record=OmegaConf.to_container(OmegaConf.create(watch.record)))
     assert resumed.observe(4, {"active_units": 0}) is None and len(resumed.record["alarms"]) == 1
+    healthy = CollapseWatch(40)
+    assert all(healthy.observe(e, {"active_units": 39, "kl_per_dim": torch.full((40,), 0.5)}) is None for e in range(5))
 
 
 # -- from the command line ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaebench import checkpoint
 from vaebench.board import Board
-from vaebench.collapse import CollapseWatch
+from vaebench.collapse import CollapseWatch, dimensions_in_use
 from vaebench.components import build_dataset, build_model, build_objective, prior_notes
 from vaebench.config_tree import config_dir, saved_config
 from vaebench.diagnostics import split_report
@@ -169,6 +169,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
     def on_evaluation(trainer: Trainer, val_terms: dict) -> None:
         log_pictures(board, model, data.val, trainer.progress.step, data.val_labels, val_terms.get("kl_per_dim"))
         collapse.observe(trainer.progress.epoch, val_terms)
+        if "kl_per_dim" in val_terms:  # what the collapse rule counts beside the active units
+            board.scalars("val", {"informative_dims": dimensions_in_use(val_terms)["informative_dims"]}, trainer.progress.step)
 
     trainer = Trainer(model, data, cfg, run_dir, board, on_evaluation, objective=objective,
                       extra_state={"board_dir": board_dir.name, "collapse_watch": collapse.record})
@@ -294,7 +296,8 @@ def _objective_notes(objective, cfg: DictConfig, choices: dict) -> list[str]:
     unused += [f"trainer.kl_warmup_epochs={cfg.trainer.kl_warmup_epochs}"] if cfg.trainer.kl_warmup_epochs else []
     if not unused:
         return []
-    return [f"{_entry('objective', choices)} has no beta: {' and '.join(unused)} do not change what it optimises."]
+    verb = "do" if len(unused) > 1 else "does"
+    return [f"{_entry('objective', choices)} has no beta: {' and '.join(unused)} {verb} not change what it optimises."]
 
 
 def _hparams(cfg: DictConfig, choices: dict, model) -> dict:
