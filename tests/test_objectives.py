@@ -222,3 +222,23 @@ def test_bad_objective_values_are_refused_in_one_paragraph(tmp_path):
         assert len(message) == 1 and "Traceback" not in proc.stderr, proc.stderr
         for word in BAD[name][1]:
             assert word in message[0], (name, message[0])
+
+
+def test_the_trainer_steps_the_capacity_schedule_and_logs_it(tmp_path):
+    from tests.test_trainer import tiny_trainer
+
+    trainer = tiny_trainer(tmp_path, ["trainer.epochs=2", "objective=capacity", "objective.capacity_steps=4",
+                                      "objective.capacity_max=2", "objective.gamma=3"])
+    seen = []
+    train_step = trainer.train_step
+
+    def recording_step(x, beta, measure_grad_norm=False):
+        means, grad_norm = train_step(x, beta, measure_grad_norm)
+        seen.append(dict(zip(trainer.term_names, means.tolist())))
+        return means, grad_norm
+
+    trainer.train_step = recording_step
+    assert trainer.fit() == "completed"
+    assert [m["objective/capacity_nats"] for m in seen] == pytest.approx([0, 0.5, 1, 1.5, 2, 2, 2, 2])
+    for m in seen:  # the loss each step differentiated used that C
+        assert m["loss"] == pytest.approx(-m["reconstruction"] + 3 * abs(m["kl"] - m["objective/capacity_nats"]), rel=1e-5)

@@ -163,8 +163,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], label: str, multir
     board_dir = run_dir / (state["board_dir"] if state else _board_name(label))
     board = Board(board_dir, purge_step=state["step"] + 1 if state else None)
     collapse = CollapseWatch(model.latent_dim, state.get("collapse_watch") if state else None, settings={
-        "objective": choices.get("objective", "elbo"), "beta": cfg.beta, "beta_weighs": objective.beta_weighs,
-        "kl_warmup_epochs": cfg.trainer.kl_warmup_epochs})
+        "objective": choices.get("objective", "elbo"), "beta": cfg.beta, "beta_weighs": getattr(objective, "beta_weighs", "the KL"),
+        "kl_warmup_epochs": cfg.trainer.kl_warmup_epochs,
+        "schedule_epochs": math.ceil(getattr(objective, "schedule_steps", 0) / steps_per_epoch)})
 
     def on_evaluation(trainer: Trainer, val_terms: dict) -> None:
         log_pictures(board, model, data.val, trainer.progress.step, data.val_labels, val_terms.get("kl_per_dim"))

@@ -78,7 +78,7 @@ class Trainer:
     on_evaluation: object = None      # callable(trainer, val_terms) for pictures and diagnostics
     extra_state: dict = field(default_factory=dict)  # saved with every checkpoint, e.g. the board's folder
     progress: Progress = field(default_factory=Progress)
-    objective: object = None          # vaebench.objectives: what the step minimises; None: the beta-ELBO
+    objective: object = None          # vaebench.objectives: what the step minimises; None: cfg.objective's
 
     def __post_init__(self):
         self.device = self.data.train.device
@@ -93,12 +93,10 @@ class Trainer:
         self.epoch_sums: torch.Tensor | None = None
         self.term_names: list[str] | None = None
         self.saved_step: int | None = None  # the step checkpoints/last.pt holds, named when a run diverges
-        if self.objective is None:
-            from vaebench.objectives.elbo import ELBO
-
-            self.objective = ELBO()
+        if self.objective is None:  # the one the config names (train.py hands in the one it built)
+            self.objective = _objective_of(self.cfg, self.model, self.data)
         # Steps taken, on the device for an objective with a schedule (capacity); the default step skips it.
-        self.objective_step = torch.zeros((), device=self.device) if self.objective.uses_step else None
+        self.objective_step = torch.zeros((), device=self.device) if getattr(self.objective, "uses_step", False) else None
         self.loss_fn = _CompiledOrEager(self._loss) if self.cfg.trainer.compile else self._loss
         bf16 = self.cfg.trainer.precision == "bf16" and self.device.type == "cuda"
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -199,7 +197,8 @@ class Trainer:
             if "kl_per_dim" in probe:
                 self.board.histogram("train/kl_per_dim", probe["kl_per_dim"], p.step)
             val = split_terms(self.model, self.data.val, self.cfg.eval.batch_size)
-            val_loss = self.objective.split_loss(val, means["beta"], p.step)
+            split_loss = getattr(self.objective, "split_loss", None)
+            val_loss = split_loss(val, means["beta"], p.step) if split_loss else None
             if val_loss is not None:  # None: the objective is no function of the split's means (IWAE, beta-TC)
                 val["loss"] = val_loss
             surgery_every = self.cfg.eval.surgery_every
@@ -302,6 +301,16 @@ class Trainer:
 
     def _progress_bar(self, total: int):
         return _Bar(total, self.progress.epoch + 1, self.cfg.trainer.epochs, self.progress.batch_in_epoch)
+
+
+def _objective_of(cfg, model, data):
+    from vaebench.components import build_objective
+    from vaebench.objectives.elbo import ELBO
+
+    if cfg.get("objective") is None:
+        return ELBO()
+    steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
+    return build_objective(cfg.objective, model, len(data.train), steps_per_epoch, cfg.beta)
 
 
 class _Interval:

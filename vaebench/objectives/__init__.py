@@ -17,7 +17,8 @@ objective's paper calls β (`beta_weighs` says which; None where its paper has n
 the number of optimiser steps taken before this one as a 0-dim device tensor, filled only for an
 objective with `uses_step = True` (else None), so that the default step does no extra work.
 
-`prior_needs` ("marginals" or "factorised") is checked against the built prior before training
+`schedule_steps` says how many steps an objective that starts by holding the KL down (capacity)
+takes to reach its full setting: the collapse alarm waits for them. `prior_needs` ("marginals" or "factorised") is checked against the built prior before training
 (`vaebench.components.build_objective`). `split_loss(terms, beta, step)` gives the loss on a
 split's mean terms (`val/loss`) where the objective is a function of them, else None.
 """

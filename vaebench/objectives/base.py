@@ -14,6 +14,7 @@ class Objective:
     beta_weighs: str | None = "the KL"   # what β weighs, in words; None: this objective has no β
     prior_needs: str | None = None       # "marginals" | "factorised" | None
     uses_step: bool = False              # whether __call__ reads `step`
+    schedule_steps: int = 0              # steps until the objective is at its full setting (capacity's ramp)
 
     def __call__(self, model, x: torch.Tensor, beta: torch.Tensor, step: torch.Tensor | None):
         raise NotImplementedError

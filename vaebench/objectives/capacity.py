@@ -36,6 +36,7 @@ class Capacity(Objective):
     def __init__(self, gamma: NonNegative = 1000.0, capacity_max: NonNegative = 25.0,
                  capacity_steps: NonNegativeInt = 2000):
         self.gamma, self.capacity_max, self.capacity_steps = float(gamma), float(capacity_max), int(capacity_steps)
+        self.schedule_steps = self.capacity_steps  # a low KL while C is low is the point, not collapse
 
     def __call__(self, model, x, beta, step):
         terms = model.terms(x)
