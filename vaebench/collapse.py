@@ -13,7 +13,7 @@ more, "never rose" otherwise. An objective that holds the KL down by design at f
 while C rises) gets its schedule's epochs as grace.
 
 A healthy default run (`vaebench train`: 50 epochs of the MLP VAE on mnist5k, 40 latents) has
-18-23 in use in its first two epochs and 39-40 active units with ~20 informative dimensions from
+21 and 23 in use in its first two epochs and 39-40 active units with ~20 informative dimensions from
 then on, far above the alarm's 4; the same run at beta = 50 has 0 from the first epoch.
 """
 
