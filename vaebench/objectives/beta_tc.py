@@ -19,9 +19,10 @@ KL in full.
 
 Minibatch-weighted sampling weighs every posterior of the batch by 1/(N·M), the point's own
 included, so each of the D per-dimension log q(z_ij) sits about log N below the aggregate's (the
-1-D marginals overlap across the batch) and log q(z_i) about log M below: the estimated TC carries
-roughly (D − 1)·log(N·M) nats more than the true TC (hundreds of nats for 40 latents), the
-dimension-wise KL as much less, and the loss's value a matching offset. Offsets of that kind carry
+1-D marginals overlap across the batch) and log q(z_i) about log M below (the joint posteriors do
+not): the estimated TC carries about D·log N − log M nats more than the true TC (325 nats on
+mnist5k with 40 latents, N = 4,000, M = 100, against 0.8 exact), the dimension-wise KL about as
+much less, and the loss's value a matching offset. Offsets of that kind carry
 no gradient and cancel in the parts' sum; compare `train/objective/total_correlation` across
 steps, and the exact full-split `val/total_correlation` across runs.
 """
