@@ -3,6 +3,7 @@
     python scripts/bench_train.py                                  # every model, about 70 s on a 2-core CPU
     python scripts/bench_train.py --device cuda --steps 500
     python scripts/bench_train.py --models mlp-vamp --compile      # vaebench with trainer.compile=true
+    python scripts/bench_train.py --objectives                     # each objective's step against the ELBO's (mlp-standard)
 
 vaebench runs as a user runs it: the model from `build_model` on the composed Hydra config
 (`model=... prior=...`), `Trainer.fit` on synthetic 28x28 grey images binarised afresh at every draw
@@ -14,6 +15,9 @@ same sizes, a Bernoulli likelihood as binary cross-entropy with logits, the anal
 fused Adam as vaebench's; no logging beyond the loss; each pixel binarised with `torch.rand_like(x) < x`
 as one writes it by hand (vaebench, on a CPU, from 16 random bits per pixel: `data.bernoulli_image`).
 Rounds alternate the two, so background load hits both alike.
+
+With --objectives, each objective's training (conf/objective/, at its defaults; iwae with k=5)
+races vaebench's default, the β-ELBO, on the same model in the same way: paired rounds, ratios.
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ MODELS = {
     "mlp-standard": ["model=mlp", "prior=standard"],
     "mlp-vamp": ["model=mlp", "prior=vamp", "prior.K=500"],
     "hvae-vamp": ["model=hvae", "prior=vamp", "prior.K=500"],
+}
+OBJECTIVES = {
+    "capacity": ["objective=capacity"],
+    "free_bits": ["objective=free_bits"],
+    "beta_tc": ["objective=beta_tc"],
+    "iwae": ["objective=iwae", "objective.k=5"],
 }
 BATCH = 100
 IMAGE = (1, 28, 28)
@@ -210,6 +220,37 @@ def bench_model(name: str, data, args, run_dir: Path, device: torch.device) -> d
     }
 
 
+def bench_objective(model: str, objective: str, data, args, run_dir: Path, device: torch.device) -> dict:
+    """Alternating timed rounds of the ELBO's training and the objective's, fresh pairs every two
+    rounds, as bench_model does for vaebench against the plain loop."""
+    seconds = {"elbo": [], objective: []}
+    for r in range(args.rounds):
+        if r % 2 == 0:
+            contenders = {"elbo": vaebench_trainer([*MODELS[model], "objective=elbo"], data, args.compile, run_dir, args.precision),
+                          objective: vaebench_trainer([*MODELS[model], *OBJECTIVES[objective]], data, args.compile,
+                                                      run_dir, args.precision)}
+            for epoch, _, _ in contenders.values():
+                epoch()
+        for who in (list(contenders) if r % 2 == 0 else list(contenders)[::-1]):
+            seconds[who].append(timed(contenders[who][0], device))
+    return {
+        "samples_per_s": {who: args.steps * BATCH / median(s) for who, s in seconds.items()},
+        "ratios": [e / o for e, o in zip(seconds["elbo"], seconds[objective])],  # speed relative to the ELBO
+    }
+
+
+def objectives_table(model: str, names: list[str], data, args, run_dir: Path, device: torch.device) -> None:
+    rows = []
+    for name in names:
+        r = bench_objective(model, name, data, args, run_dir / name, device)
+        print(f"  {name}: done", file=sys.stderr, flush=True)
+        rows.append([name, f"{r['samples_per_s'][name]:,.0f}", f"{r['samples_per_s']['elbo']:,.0f}", spread(r["ratios"])])
+    print()
+    print(table(["objective", "samples/s", "elbo samples/s (paired)", "objective / elbo speed"], rows))
+    print(f"\n{model}; medians of {args.rounds} alternating rounds of {args.steps} steps; objective / elbo: the median "
+          "over pairs of rounds of the ELBO's time over the objective's (in brackets the middle half of those pairs).")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
@@ -218,7 +259,12 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     parser.add_argument("--compile", action="store_true", help="vaebench with trainer.compile=true")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="vaebench's trainer.precision (bf16: CUDA only)")
+    parser.add_argument("--objectives", nargs="?", const=",".join(OBJECTIVES), default=None,
+                        help=f"time these objectives against the ELBO instead (default: all of {', '.join(OBJECTIVES)}), "
+                             "on the first of --models (default then: mlp-standard)")
     args = parser.parse_args()
+    if args.objectives is not None and args.models == ",".join(MODELS):
+        args.models = "mlp-standard"
     names = args.models.split(",")
     if unknown := [n for n in names if n not in MODELS]:
         sys.exit(f"unknown --models {unknown}; choose from {', '.join(MODELS)}")
@@ -236,6 +282,16 @@ def main() -> None:
     print(f"Device: {describe(device)}; batch {BATCH}; {args.rounds} rounds of {args.steps} steps per "
           f"contender{'; vaebench with trainer.compile=true' if args.compile else ''}"
           f"{'; vaebench with trainer.precision=' + args.precision if args.precision != 'fp32' else ''}.", flush=True)
+    if args.objectives is not None:
+        objectives = args.objectives.split(",")
+        if unknown := [o for o in objectives if o not in OBJECTIVES]:
+            sys.exit(f"unknown --objectives {unknown}; choose from {', '.join(OBJECTIVES)}")
+        run_dir = Path(tempfile.mkdtemp(prefix="bench_train_"))
+        try:
+            objectives_table(names[0], objectives, data, args, run_dir, device)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return
     matmul = matmul_gflops(device)
     results = {}
     run_dir = Path(tempfile.mkdtemp(prefix="bench_train_"))  # the trainer's first checkpoint goes here

@@ -82,10 +82,12 @@ def test_the_run_hands_a_component_only_the_arguments_it_names():
 
 
 def old_layout(config: dict) -> dict:
-    """A config as vaebench saved it before `_target_`: `name` keys and no choices."""
+    """A config as vaebench saved it before `_target_`: `name` keys, no choices and no objective
+    (the objective group came later: such a run trained the beta-ELBO)."""
     config = dict(config)
     choices = config.pop("choices")
-    for group in GROUPS:
+    config.pop("objective")
+    for group in (g for g in GROUPS if g != "objective"):
         entry = {k: v for k, v in config[group].items() if k != "_target_"}
         config[group] = {"name": choices[group], **entry}
     config["eval"] = {k: v for k, v in config["eval"].items() if k != "surgery_every"}  # a setting added later
@@ -94,7 +96,7 @@ def old_layout(config: dict) -> dict:
 
 def test_an_old_config_reads_as_today(tmp_path):
     today = OmegaConf.to_container(composed("prior=vamp", "model=conv"))
-    today["choices"] = {"dataset": "mnist5k", "model": "conv", "prior": "vamp"}
+    today["choices"] = {"dataset": "mnist5k", "model": "conv", "prior": "vamp", "objective": "elbo"}
     assert saved_config(old_layout(today)) == {**today, "choices": today["choices"]}
 
 

@@ -21,7 +21,7 @@ FAST = [o for o in TINY if not o.startswith("trainer.epochs=")] + [
     "trainer.epochs=1", "trainer.batch_size=500", "prior.K=5"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The key settings, then those the command line set (FAST's sizes); not where or how long a run runs.
-HPARAMS = {"prior", "K", "beta", "hidden_dim", "latent_dim", "batch_size"}
+HPARAMS = {"prior", "K", "beta", "objective", "hidden_dim", "latent_dim", "batch_size"}
 
 
 def sweep_dir(root: Path) -> Path:
@@ -127,7 +127,9 @@ def test_report_writes_a_sorted_table_and_png_plots(grid):
     assert elbos == sorted(elbos, reverse=True)
     assert {r["K"] for r in rows if r["prior"] == "standard"} == {""}
     # the console shows what varies (prior, beta), the rest once above the table
-    assert "shared by all 4 runs: dataset=mnist5k model=mlp K=5 (vamp) latent_dim=4" in proc.stdout
+    shared = next(line for line in proc.stdout.splitlines() if line.startswith("shared by all 4 runs: "))
+    for setting in ("objective=elbo", "dataset=mnist5k", "model=mlp", "K=5 (vamp) latent_dim=4"):
+        assert setting in shared
     assert "run  prior     beta     ELBO" in proc.stdout
     assert (folder / "report.md").read_text().count("\n| ") == 5
     plots = sorted(folder.glob("*.png"))

@@ -5,11 +5,12 @@ A config group entry (`conf/prior/vamp.yaml`, or a user's `my_conf/prior/laplace
 The run calls it with those arguments plus the things only the run knows, each handed in only when
 the callable has an argument of that name:
 
-| group   | the run hands in                               | the call returns                           |
-|---------|------------------------------------------------|--------------------------------------------|
-| dataset | seed                                           | a `vaebench.data.Dataset` (`from_arrays`)  |
-| model   | data_shape                                     | a model (below), with `latent_dim`         |
-| prior   | latent_dim, encode, data_shape, train_data     | an `nn.Module` whose call returns p(z)     |
+| group     | the run hands in                                | the call returns                            |
+|-----------|-------------------------------------------------|---------------------------------------------|
+| dataset   | seed                                            | a `vaebench.data.Dataset` (`from_arrays`)   |
+| model     | data_shape                                      | a model (below), with `latent_dim`          |
+| prior     | latent_dim, encode, data_shape, train_data      | an `nn.Module` whose call returns p(z)      |
+| objective | beta, dataset_size, steps_per_epoch, latent_dim | a callable (`vaebench.objectives`)          |
 
 A **prior** is an nn.Module (its parameters train with the model) whose call returns a
 torch.distributions `Distribution` over R^latent_dim with `log_prob` (per point) and `sample`.
@@ -25,6 +26,10 @@ A prior with a `pseudo_inputs` tensor (images) gets them drawn in TensorBoard.
 A **model** provides `encode(x) -> q(z|x)` (a `DiagonalNormal` over the top latent layer),
 `latents`, `decode`, `decoder_output`, `sample_latents`, `likelihood` and `latent_dim`; it gets its
 `prior` assigned after it is built (the VampPrior needs the model's encoder). See `models.py`.
+
+An **objective** is what a training step minimises: called as `objective(model, x, beta, step)`, it
+returns the loss, the true per-point ELBO terms and its own named quantities (`vaebench.objectives`
+says it in full). Its `prior_needs` ("marginals", "factorised") is checked against the built prior.
 
 A **dataset** callable returns the three splits as tensors; `vaebench.data.from_arrays` splits and
 binarises a pool of images as the shipped datasets do.
@@ -42,7 +47,7 @@ from hydra.utils import get_object, instantiate
 from torch.distributions import Distribution
 
 from vaebench.checks import check_arguments
-from vaebench.elbo import has_marginals
+from vaebench.elbo import has_marginals, is_factorised
 from vaebench.errors import UserError
 
 # The arguments the run itself can hand to each kind of component.
@@ -50,6 +55,8 @@ RUN_TIME_ARGUMENTS = {
     "dataset": ("seed",),
     "model": ("data_shape",),
     "prior": ("latent_dim", "encode", "data_shape", "train_data"),
+    # beta: the final β (the step gets the current one); dataset_size: the training split's size.
+    "objective": ("beta", "dataset_size", "steps_per_epoch", "latent_dim"),
 }
 GROUPS = tuple(RUN_TIME_ARGUMENTS)
 
@@ -94,6 +101,31 @@ def build_model(cfg, data_shape: tuple[int, ...], train_data: torch.Tensor, choi
     model.prior = build(cfg.prior, "prior", _entry("prior", choices), latent_dim=model.latent_dim,
                         encode=model.encode, data_shape=tuple(data_shape), train_data=train_data)
     return model
+
+
+def build_objective(node, model, dataset_size: int, steps_per_epoch: int, beta: float, choices: dict | None = None):
+    """The objective `node` names, refused in one paragraph when the model's prior lacks what it needs."""
+    choices = choices or {}
+    entry = _entry("objective", choices)
+    objective = build(node, "objective", entry, beta=float(beta), dataset_size=int(dataset_size),
+                      steps_per_epoch=int(steps_per_epoch), latent_dim=int(model.latent_dim))
+    needs = getattr(objective, "prior_needs", None)
+    if needs:
+        with torch.no_grad():
+            p_z = model.prior()
+        prior = f"{_entry('prior', choices)} gives a {type(p_z).__name__}"
+        if needs == "factorised" and not is_factorised(p_z):
+            raise UserError(
+                f"{entry} needs a factorised prior, p(z) = prod_j p(z_j): it weighs the prior's 1-D marginals "
+                f"(the dimension-wise KL), and its parts add up to the KL only when the prior factorises; {prior}, "
+                "which does not. Use prior=standard (or your own torch.distributions Independent prior), or an "
+                "objective that takes any prior (objective=elbo, free_bits, capacity, iwae).")
+        if needs == "marginals" and not has_marginals(p_z):
+            raise UserError(
+                f"{entry} needs the KL of each latent dimension, KL(q(z_j|x) || p(z_j)), so a prior with 1-D "
+                f"marginals (a torch.distributions Independent, or a marginal_log_prob(z) method); {prior}, which "
+                "has neither. Use prior=standard, mog or vamp, or give your prior a marginal_log_prob method.")
+    return objective
 
 
 def _entry(group: str, choices: dict) -> str:

@@ -29,7 +29,7 @@ def saved_config(config: dict) -> dict:
 
     Runs saved before components were built from `_target_` name their dataset, model and prior
     with a `name` key: the shipped entry of that name gives the `_target_`, and the name becomes the
-    run's choice of that group. Settings added to `trainer` and `eval` since take their defaults."""
+    run's choice of that group. Runs saved before the objective group trained the β-ELBO. Settings added to `trainer` and `eval` since take their defaults."""
     config = OmegaConf.to_container(OmegaConf.create(config))  # a copy
     choices = config.setdefault("choices", {})
     for group in GROUPS:
@@ -39,6 +39,9 @@ def saved_config(config: dict) -> dict:
             shipped = OmegaConf.load(Path(config_dir()) / group / f"{name}.yaml")
             config[group] = {"_target_": shipped["_target_"], **entry}
             choices.setdefault(group, name)
+    if "objective" not in config:  # saved before objectives were a config group: the beta-ELBO
+        config["objective"] = {"_target_": OmegaConf.load(Path(config_dir()) / "objective" / "elbo.yaml")["_target_"]}
+        choices.setdefault("objective", "elbo")
     for group in SETTINGS_GROUPS:
         defaults = OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / group / "default.yaml"))
         config[group] = {**defaults, **config.get(group, {})}

@@ -248,9 +248,24 @@ def row_value(rows: list[dict], key: str):
 
 def varied_settings(rows: list[dict]) -> list[str]:
     """The settings that differ between the runs, in setting_keys order. A setting a run leaves
-    unset (None, or a key its component lacks) does not count as a difference."""
+    unset (None, or a key its component lacks) does not count as a difference, nor does a
+    component's own default that differs only with the component (objective.gamma of capacity and
+    of beta_tc in a sweep over objectives)."""
     return [key for key in setting_keys(rows) if key not in BOOKKEEPING
-            and len({row.get(key) for row in rows if row.get(key) is not None}) > 1]
+            and len({row.get(key) for row in rows if row.get(key) is not None}) > 1
+            and not _follows_its_component(rows, key)]
+
+
+def _follows_its_component(rows: list[dict], key: str) -> bool:
+    """Whether `group.key` takes one value for each choice of its varied group `group`."""
+    group = key.split(".", 1)[0]
+    if group == key or not is_group(rows, group):
+        return False
+    values = {}
+    for row in rows:
+        if row.get(key) is not None:
+            values.setdefault(row.get(group), set()).add(row[key])
+    return len(values) > 1 and all(len(v) == 1 for v in values.values())
 
 
 def is_numeric(rows: list[dict], key: str) -> bool:

@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vaebench import checkpoint
 from vaebench.board import Board
 from vaebench.checks import unused_arguments
-from vaebench.components import GROUPS, build_dataset, build_model, prior_notes, target_of
+from vaebench.collapse import CollapseWatch, dimensions_in_use
+from vaebench.components import GROUPS, build_dataset, build_model, build_objective, prior_notes, target_of
 from vaebench.config_tree import config_dir, saved_config
 from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
@@ -184,20 +185,33 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) ->
     if cfg.trainer.precision == "bf16" and device.type != "cuda":
         log.info(f"trainer.precision=bf16 applies on CUDA only; training in fp32 on {device.type}.")
 
+    steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
+    objective = build_objective(cfg.objective, model, len(data.train), steps_per_epoch, cfg.beta, choices)
+    for note in _objective_notes(objective, cfg, choices):
+        log.info(note)
+
     board_dir = run_dir / (state["board_dir"] if state else _board_name(cfg, overrides))
     board = Board(board_dir, purge_step=state["step"] + 1 if state else None)
+    collapse = CollapseWatch(model.latent_dim, state.get("collapse_watch") if state else None, settings={
+        "objective": choices.get("objective", "elbo"), "beta": cfg.beta, "beta_weighs": getattr(objective, "beta_weighs", "the KL"),
+        "kl_warmup_epochs": cfg.trainer.kl_warmup_epochs,
+        "schedule_epochs": math.ceil(getattr(objective, "schedule_steps", 0) / steps_per_epoch)})
 
     def on_evaluation(trainer: Trainer, val_terms: dict) -> None:
         log_pictures(board, model, data.val, trainer.progress.step, data.val_labels, val_terms.get("kl_per_dim"))
+        collapse.observe(trainer.progress.epoch, val_terms)
+        if "kl_per_dim" in val_terms:  # what the collapse rule counts beside the active units
+            board.scalars("val", {"informative_dims": dimensions_in_use(val_terms)["informative_dims"]}, trainer.progress.step)
 
-    trainer = Trainer(model, data, cfg, run_dir, board, on_evaluation, extra_state={"board_dir": board_dir.name})
+    trainer = Trainer(model, data, cfg, run_dir, board, on_evaluation, objective=objective,
+                      extra_state={"board_dir": board_dir.name, "collapse_watch": collapse.record})
     if state:
         trainer.load_state(state)
         log.info(f"Resuming {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
     else:
         board.hparams(_hparams(cfg, choices, model, overrides), HPARAMS_METRICS)
     what = (f"{_entry('model', choices, type(model).__name__)} with {_entry('prior', choices, type(model.prior).__name__)}, "
-            f"beta={cfg.beta}, on {_entry('dataset', choices, data.name)} "
+            f"{_objective_text(cfg, choices)}, beta={cfg.beta}, on {_entry('dataset', choices, data.name)} "
             f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}")
     if trainer.progress.epoch >= cfg.trainer.epochs:  # e.g. a run stopped during its final evaluation
         log.info(f"Training is complete ({trainer.progress.epoch} of {cfg.trainer.epochs} epochs): "
@@ -239,6 +253,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) ->
         "step": trainer.progress.step,
         "wall_time_s": trainer.progress.wall_time_s,
         "train_time_s": time.perf_counter() - started,
+        "alarms": list(collapse.record["alarms"]),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     _write_json(run_dir / "metrics.json", result)
@@ -313,16 +328,39 @@ def _entry(group: str, choices: dict, fallback: str = "") -> str:
     return f"{group}={choices.get(group) or fallback}"
 
 
+def _objective_text(cfg: DictConfig, choices: dict) -> str:
+    """e.g. `objective=iwae (k=5)`."""
+    settings = ", ".join(f"{key}={value}" for key, value in _objective_settings(cfg).items())
+    return _entry("objective", choices, "elbo") + (f" ({settings})" if settings else "")
+
+
+def _objective_settings(cfg: DictConfig) -> dict:
+    node = cfg.get("objective") or {}
+    return {str(key): node[key] for key in node if not str(key).startswith("_")}
+
+
+def _objective_notes(objective, cfg: DictConfig, choices: dict) -> list[str]:
+    """Settings the chosen objective does not read, said once so that a sweep's β axis is not misread."""
+    if getattr(objective, "beta_weighs", "the KL") is not None:
+        return []
+    unused = [f"beta={cfg.beta}"] if float(cfg.beta) != 1.0 else []
+    unused += [f"trainer.kl_warmup_epochs={cfg.trainer.kl_warmup_epochs}"] if cfg.trainer.kl_warmup_epochs else []
+    if not unused:
+        return []
+    verb = "do" if len(unused) > 1 else "does"
+    return [f"{_entry('objective', choices)} has no beta: {' and '.join(unused)} {verb} not change what it optimises."]
+
+
 def _hparams(cfg: DictConfig, choices: dict, model, overrides: list[str]) -> dict:
-    """prior, K and beta, then every other setting the command line set (a sweep's axes): TensorBoard
+    """prior, K, beta and the objective, then every other setting the command line set (a sweep's axes): TensorBoard
     ticks the first five, in alphabetical order. Whole numbers as text (500, not 500.0000)."""
     # K as the prior built has it: none for a prior without components, even when a sweep grid sets
     # prior.K for every prior.
     k = getattr(model.prior, "K", None)
     params = {"prior": str(choices.get("prior", type(model.prior).__name__)), "K": "-" if k is None else str(k),
-              "beta": float(cfg.beta)}
+              "beta": float(cfg.beta), "objective": str(choices.get("objective", "elbo"))}
     for key in _applying_overrides(cfg, overrides):
-        name = key.split(".")[-1]
+        name = key if key.startswith("objective.") else key.split(".")[-1]  # objective.k, objective.gamma
         value = choices.get(key) if key in GROUP_KEYS else OmegaConf.select(cfg, key, default=None)
         if name not in params and value is not None:
             params[name] = str(value) if isinstance(value, (int, bool)) else value

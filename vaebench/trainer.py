@@ -78,6 +78,7 @@ class Trainer:
     on_evaluation: object = None      # callable(trainer, val_terms) for pictures and diagnostics
     extra_state: dict = field(default_factory=dict)  # saved with every checkpoint, e.g. the board's folder
     progress: Progress = field(default_factory=Progress)
+    objective: object = None          # vaebench.objectives: what the step minimises; None: cfg.objective's
 
     def __post_init__(self):
         self.device = self.data.train.device
@@ -92,18 +93,23 @@ class Trainer:
         self.epoch_sums: torch.Tensor | None = None
         self.term_names: list[str] | None = None
         self.saved_step: int | None = None  # the step checkpoints/last.pt holds, named when a run diverges
+        if self.objective is None:  # the one the config names (train.py hands in the one it built)
+            self.objective = _objective_of(self.cfg, self.model, self.data)
+        # Steps taken, on the device for an objective with a schedule (capacity); the default step skips it.
+        self.objective_step = torch.zeros((), device=self.device) if getattr(self.objective, "uses_step", False) else None
         self.loss_fn = _CompiledOrEager(self._loss) if self.cfg.trainer.compile else self._loss
         bf16 = self.cfg.trainer.precision == "bf16" and self.device.type == "cuda"
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     # -- the step -----------------------------------------------------------------------------
     def _loss(self, x: torch.Tensor, beta: torch.Tensor):
-        """The mean loss to differentiate, the term names, and [loss, *terms] averaged over the batch."""
-        terms = self.model.terms(x)
-        loss = elbo.beta_loss(terms, beta)
-        with torch.no_grad():  # the logged means need no graph
-            means = torch.stack([loss, *terms.values()]).float().mean(dim=1)
-        return loss.mean(), list(terms), means
+        """The mean loss to differentiate, the names of what is logged, and [loss, *ELBO terms,
+        *the objective's quantities] averaged over the batch."""
+        loss, terms, quantities = self.objective(self.model, x, beta, self.objective_step)
+        with torch.no_grad():  # the logged means need no graph; a batch-level value stands for every point
+            rows = [(v if v.dim() else v.expand(len(x))).float() for v in (loss, *terms.values(), *quantities.values())]
+            means = torch.stack(rows).float().mean(dim=1)
+        return loss.mean(), [*terms, *(f"objective/{name}" for name in quantities)], means
 
     def train_step(self, x: torch.Tensor, beta: torch.Tensor, measure_grad_norm: bool = False):
         """One optimiser step. Returns [loss, *term means] as one device vector, and the gradients'
@@ -145,6 +151,8 @@ class Trainer:
                     index = self.epoch_order[b * batch_size:(b + 1) * batch_size]
                     if warmup_epochs:  # beta changes at every step of a warm-up only
                         beta.fill_(elbo.warmup_beta(final_beta, self.progress.epoch + b / steps_per_epoch, warmup_epochs))
+                    if self.objective_step is not None:
+                        self.objective_step.fill_(self.progress.step)
                     logs_now = (b + 1) % log_every == 0 or b + 1 == steps_per_epoch
                     values, grad_norm = self.train_step(self.data.train_batch(index), beta, measure_grad_norm=logs_now)
                     interval.add(values)
@@ -190,7 +198,10 @@ class Trainer:
             if "kl_per_dim" in probe:
                 self.board.histogram("train/kl_per_dim", probe["kl_per_dim"], p.step)
             val = split_terms(self.model, self.data.val, self.cfg.eval.batch_size)
-            val["loss"] = elbo.beta_loss(val, means["beta"])
+            split_loss = getattr(self.objective, "split_loss", None)
+            val_loss = split_loss(val, means["beta"], p.step) if split_loss else None
+            if val_loss is not None:  # None: the objective is no function of the split's means (IWAE, beta-TC)
+                val["loss"] = val_loss
             surgery_every = self.cfg.eval.surgery_every
             if surgery_every and (p.epoch // t.eval_every) % surgery_every == 0:
                 val.update(split_diagnostics(self.model, self.data.val, self.cfg.eval.batch_size))
@@ -291,6 +302,16 @@ class Trainer:
 
     def _progress_bar(self, total: int):
         return _Bar(total, self.progress.epoch + 1, self.cfg.trainer.epochs, self.progress.batch_in_epoch)
+
+
+def _objective_of(cfg, model, data):
+    from vaebench.components import build_objective
+    from vaebench.objectives.elbo import ELBO
+
+    if cfg.get("objective") is None:
+        return ELBO()
+    steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
+    return build_objective(cfg.objective, model, len(data.train), steps_per_epoch, cfg.beta)
 
 
 class _Interval:
