@@ -158,6 +158,10 @@ def test_split_diagnostics_surgery_identity_for_every_prior(prior):
     kl = float(split_terms(vae, x.repeat(20, 1, 1, 1), 1000)["kl"])
     diag = diagnostics.split_diagnostics(vae, x, 1000, iw_samples=50)
     assert diag["mutual_info"] + diag["marginal_kl"] == pytest.approx(kl, abs=0.05 * max(1.0, kl))
-    assert 0 <= diag["mutual_info"] <= math.log(300) + 1e-6
+    assert -4 * diag["mutual_info_se"] <= diag["mutual_info"] <= math.log(300) + 1e-6
     assert diag["log_likelihood"] >= float(split_terms(vae, x, 1000)["elbo"]) - 0.5
-    assert ("dimwise_kl" in diag) == (prior == "standard")
+    # Every prior here has 1-D marginals (the mixtures through marginal_log_prob), so dimwise_kl is there;
+    # marginal_kl = TC + dimwise_kl holds for a factorised prior only (a mixture's coordinates depend).
+    assert "dimwise_kl" in diag
+    if prior == "standard":
+        assert diag["total_correlation"] + diag["dimwise_kl"] == pytest.approx(diag["marginal_kl"], abs=1e-3)

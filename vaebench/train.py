@@ -26,10 +26,10 @@ from vaebench.board import Board
 from vaebench.data import load_dataset
 from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
-from vaebench.evaluate import as_floats, split_terms
+from vaebench.evaluate import as_floats, format_estimate, split_terms
 from vaebench.models import build_model
 from vaebench.pictures import log_pictures
-from vaebench.trainer import Stop, Trainer
+from vaebench.trainer import Stop, Trainer, surgery_samples
 from vaebench.validate import device_for, validate_config, validate_data
 
 log = logging.getLogger(__name__)  # the console and the run folder's train.log (conf/config.yaml)
@@ -216,8 +216,9 @@ def final_metrics(model, data, cfg, run_dir: Path, device) -> dict:
         model.load_state_dict(checkpoint.load(best, device)["model"])
     # The train split gets the ELBO terms only: its surgery would pair every one of its points.
     metrics = {"train": as_floats(split_terms(model, data.train, cfg.eval.batch_size, binarize=data.dynamic_binarize))}
-    metrics["val"] = split_report(model, data.val, cfg.eval.batch_size, iw_samples=0)
-    metrics["test"] = split_report(model, data.test, cfg.eval.batch_size, cfg.eval.iw_samples)
+    draws = surgery_samples(cfg)
+    metrics["val"] = split_report(model, data.val, cfg.eval.batch_size, iw_samples=0, surgery_samples=draws)
+    metrics["test"] = split_report(model, data.test, cfg.eval.batch_size, cfg.eval.iw_samples, surgery_samples=draws)
     return metrics
 
 
@@ -281,16 +282,17 @@ def _write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+SUMMARY_TERMS = ("elbo", "reconstruction", "kl", "kl_z1", "kl_z2", "log_joint", "entropy", "log_likelihood",
+                 "elbo_iw", "posterior_kl", "mutual_info", "marginal_kl", "total_correlation", "dimwise_kl",
+                 "active_units")
+
+
 def _log_summary(result: dict, run_dir: Path, board_dir: Path, multirun: bool) -> None:
     splits = ("train", "val", "test")
-    terms = [t for t in ("elbo", "reconstruction", "kl", "kl_z1", "kl_z2", "log_joint", "entropy",
-                         "log_likelihood", "posterior_kl", "mutual_info", "marginal_kl", "total_correlation",
-                         "dimwise_kl", "active_units")
-             if any(t in result[split] for split in splits)]
-    lines = [f"\nFinal terms (nats per point; best checkpoint, epoch {result['best_epoch']}):",
-             f"  {'term':<18}" + "".join(f"{split:>12}" for split in splits)]
-    lines += [f"  {t:<18}" + "".join(f"{result[split][t]:>12.3f}" if t in result[split] else f"{'-':>12}" for split in splits)
-              for t in terms]
+    terms = [t for t in SUMMARY_TERMS if any(t in result[split] for split in splits)]
+    lines = [f"\nFinal terms (nats per point, ± standard error; best checkpoint, epoch {result['best_epoch']}):",
+             f"  {'term':<18}" + "".join(f"{split:>20}" for split in splits)]
+    lines += [f"  {t:<18}" + "".join(format_estimate(result[split], t) for split in splits) for t in terms]
     lines += [f"\nOutputs:      {run_dir}  (metrics.json, checkpoints/best.pt, checkpoints/last.pt, train.log)",
               f"TensorBoard:  tensorboard --logdir {run_dir if not multirun else run_dir.parent}"]
     log.info("\n".join(lines))

@@ -20,7 +20,7 @@ import torch
 from vaebench import checkpoint, elbo
 from vaebench.cpu_math import use_fast_cpu_math
 from vaebench.diagnostics import split_diagnostics
-from vaebench.evaluate import fixed_randomness, split_terms
+from vaebench.evaluate import data_levels, fixed_randomness, split_terms
 
 log = logging.getLogger(__name__)
 
@@ -98,25 +98,27 @@ class Trainer:
 
     # -- the step -----------------------------------------------------------------------------
     def _loss(self, x: torch.Tensor, beta: torch.Tensor):
-        """The mean loss to differentiate, the term names, and [loss, *terms] averaged over the batch."""
+        """The mean loss to differentiate, the term names, and [loss, *terms, beta] summed over the batch's
+        points (beta once per point), so that the epoch's sums divided by its points are per-point means."""
         terms = self.model.terms(x)
         loss = elbo.beta_loss(terms, beta)
-        with torch.no_grad():  # the logged means need no graph
-            means = torch.stack([loss, *terms.values()]).float().mean(dim=1)
-        return loss.mean(), list(terms), means
+        with torch.no_grad():  # the logged sums need no graph
+            sums = torch.stack([loss, *terms.values(), beta.expand_as(loss)]).float().sum(dim=1)
+        return loss.mean(), list(terms), sums
 
     def train_step(self, x: torch.Tensor, beta: torch.Tensor, measure_grad_norm: bool = False):
-        """One optimiser step. Returns [loss, *term means] as one device vector, and the gradients'
-        2-norm when asked (else None): 13 norm kernels, so the loop asks once per log interval."""
+        """One optimiser step. Returns [loss, *terms, beta] summed over the batch's points as one device
+        vector, and the gradients' 2-norm when asked (else None): 13 norm kernels, so the loop asks once
+        per log interval."""
         with self.autocast:
-            loss, names, means = self.loss_fn(x, beta)
+            loss, names, sums = self.loss_fn(x, beta)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = _total_norm([p.grad for p in self.learned if p.grad is not None]) if measure_grad_norm else None
         self.optimizer.step()
         if self.term_names is None:
-            self.term_names = ["loss", *names]
-        return means, grad_norm
+            self.term_names = ["loss", *names, "beta"]
+        return sums, grad_norm
 
     # -- the loop -----------------------------------------------------------------------------
     def fit(self) -> str:
@@ -140,6 +142,7 @@ class Trainer:
                     self.epoch_sums = None
                     self.progress.batch_in_epoch = 0
                 bar = self._progress_bar(steps_per_epoch)
+                first_batch = self.progress.batch_in_epoch
                 interval = _Interval(self.progress.step)
                 for b in range(self.progress.batch_in_epoch, steps_per_epoch):
                     index = self.epoch_order[b * batch_size:(b + 1) * batch_size]
@@ -153,14 +156,14 @@ class Trainer:
                     if logs_now or signals.received:
                         self._fold(interval, grad_norm)
                         interval = _Interval(self.progress.step)
-                        bar.show(b + 1, self.progress.step, self.epoch_sums[:-2] / (b + 1), self.term_names)
+                        bar.show(b + 1, self.progress.step, self.epoch_sums[:-2] / min(n, (b + 1) * batch_size), self.term_names)
                     if signals.received:
                         bar.close()
                         self.progress.wall_time_s += time.perf_counter() - started
                         self.save("last.pt")
                         raise self._interrupted(signals.received)
                 bar.close()
-                self._end_epoch(steps_per_epoch, n, time.perf_counter() - started)
+                self._end_epoch(steps_per_epoch, n, time.perf_counter() - started, samples=n - first_batch * batch_size)
                 if signals.received:  # it arrived during the evaluation; _end_epoch has just saved last.pt
                     raise self._interrupted(signals.received)
                 if t.patience and self.progress.epoch - self.progress.best_epoch >= t.patience:
@@ -169,29 +172,36 @@ class Trainer:
                     break
         return "completed"
 
-    def _end_epoch(self, steps_per_epoch: int, n: int, seconds: float) -> None:
+    def _end_epoch(self, steps_per_epoch: int, n: int, seconds: float, samples: int | None = None) -> None:
+        """`samples`: the points this process trained on in the epoch (fewer than n after a resume
+        mid-epoch), over `seconds`."""
         p, t = self.progress, self.cfg.trainer
         p.epoch += 1
         p.wall_time_s += seconds
         *sums, grad_norm_sum, grad_norm_steps = self.epoch_sums.tolist()
-        means = {name: total / steps_per_epoch for name, total in zip(self.term_names, sums)}
+        # Per-point means over the epoch: a short last batch counts by its points. beta is the mean of
+        # the steps' beta over the points, so loss = -reconstruction + beta * kl when beta is constant.
+        means = {name: total / n for name, total in zip(self.term_names, sums)}
         means["grad_norm"] = grad_norm_sum / max(grad_norm_steps, 1)
-        means["beta"] = elbo.warmup_beta(float(self.cfg.beta), p.epoch, t.kl_warmup_epochs)
         means["lr"] = self.optimizer.param_groups[0]["lr"]
-        means["samples_per_s"] = steps_per_epoch * t.batch_size / max(seconds, 1e-9)
-        means["elbo_bits_per_dim"] = elbo.bits_per_dim(-means["elbo"], math.prod(self.data.data_shape))
+        means["samples_per_s"] = (n if samples is None else samples) / max(seconds, 1e-9)
+        means["elbo_bits_per_dim"] = elbo.bits_per_dim(-means["elbo"], math.prod(self.data.data_shape),
+                                                       data_levels(self.model))
         self.board.scalars("train", means, p.step)
         self.epoch_order, self.epoch_sums = None, None
         if p.epoch % t.eval_every == 0 or p.epoch == t.epochs:
             # The per-dimension KL is not summed during training; a fixed slice of the training set gives it.
             probe = split_terms(self.model, self.data.train[: self.cfg.eval.batch_size], self.cfg.eval.batch_size,
                                 binarize=self.data.dynamic_binarize)
-            self.board.histogram("train/kl_per_dim", probe["kl_per_dim"], p.step)
+            if "kl_per_dim" in probe:  # absent for a prior without 1-D marginals
+                self.board.histogram("train/kl_per_dim", probe["kl_per_dim"], p.step)
             val = split_terms(self.model, self.data.val, self.cfg.eval.batch_size)
-            val["loss"] = elbo.beta_loss(val, means["beta"])
+            # The beta the next step trains with: the model as it now stands.
+            val["loss"] = elbo.beta_loss(val, elbo.warmup_beta(float(self.cfg.beta), p.epoch, t.kl_warmup_epochs))
             surgery_every = self.cfg.eval.surgery_every
             if surgery_every and (p.epoch // t.eval_every) % surgery_every == 0:
-                val.update(split_diagnostics(self.model, self.data.val, self.cfg.eval.batch_size))
+                val.update(split_diagnostics(self.model, self.data.val, self.cfg.eval.batch_size,
+                                             surgery_samples=surgery_samples(self.cfg)))
             self.board.scalars("val", val, p.step)
             if self.on_evaluation is not None:
                 with fixed_randomness(self.device):
@@ -269,12 +279,28 @@ class Trainer:
             if sums is not None:  # the old layout measured the norm at every step
                 steps = torch.tensor([float(self.progress.batch_in_epoch)], dtype=sums.dtype)
                 sums = torch.cat([sums[:i], sums[i + 1:], sums[i:i + 1], steps])
+        if names and "beta" not in names:  # saved before the sums became per-point sums with beta
+            names, sums = self._per_point_sums(names, sums)
         self.epoch_order = None if order is None else order.to(self.device)
         self.epoch_sums = None if sums is None else sums.to(self.device)
         self.term_names = names
         self.order_generator.set_state(state["order_generator"])
         checkpoint.set_rng_state(state["rng"])
         self.saved_step = self.progress.step
+
+    def _per_point_sums(self, names: list[str], sums: torch.Tensor | None):
+        """The old layout's sums of batch means, [*terms, grad-norm sum, count], as per-point sums with beta:
+        each batch taken so far was a full one (a short last batch ends its epoch before any save)."""
+        names = [*names, "beta"]
+        if sums is None:
+            return names, None
+        t = self.cfg.trainer
+        taken, batch_size = self.progress.batch_in_epoch, int(t.batch_size)
+        steps_per_epoch = math.ceil(len(self.data.train) / batch_size)
+        beta_sum = batch_size * sum(elbo.warmup_beta(float(self.cfg.beta), self.progress.epoch + b / steps_per_epoch,
+                                                     t.kl_warmup_epochs) for b in range(taken))
+        terms = sums[:-2] * batch_size
+        return names, torch.cat([terms, terms.new_tensor([beta_sum]), sums[-2:]])
 
     def save(self, name: str) -> None:
         self._check_parameters_finite()
@@ -291,8 +317,16 @@ class Trainer:
         return _Bar(total, self.progress.epoch + 1, self.cfg.trainer.epochs, self.progress.batch_in_epoch)
 
 
+# Draws per point of the surgery terms for a config saved before eval.surgery_samples existed.
+DEFAULT_SURGERY_SAMPLES = 16
+
+
+def surgery_samples(cfg) -> int:
+    return int(cfg.eval.get("surgery_samples", DEFAULT_SURGERY_SAMPLES))
+
+
 class _Interval:
-    """The per-step [loss, *term means] vectors since the last log, kept on the device."""
+    """The per-step [loss, *terms, beta] sums since the last log, kept on the device."""
 
     def __init__(self, step: int):
         self.first_step, self.values = step + 1, []  # steps are counted from 1

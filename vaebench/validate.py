@@ -68,6 +68,7 @@ RULES = {
     "eval.batch_size": _integer(1),
     "eval.iw_samples": _integer(0),
     "eval.surgery_every": _integer(0),
+    "eval.surgery_samples": _integer(1),
     "eval.split": _choice("train", "val", "test"),
     "eval.max_points": _integer(1),
 }
