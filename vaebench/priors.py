@@ -34,7 +34,7 @@ class DiagonalGaussianMixture(Distribution):
     The expansion differences terms of size ((|z| + |mu|) / s)^2 per dimension to get (z - mu)^2 / s^2:
     for sharp posteriors (s = 0.01, |mu| ~ 3, 40 dimensions) float32 loses whole nats. So it runs in
     `expansion_dtype`, float64 unless the caller knows float32 is accurate enough for its z
-    (`float32_error_bound`); the result comes back in float32. The matrix product is a small part of
+    (`float32_rounding_nats`); the result comes back in float32. The matrix product is a small part of
     a training step (K x (2D + 1) weights), so float64 there costs no measurable time.
     """
 
@@ -100,13 +100,17 @@ class DiagonalGaussianMixture(Distribution):
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps) / 2
 
 
-def float32_error_bound(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> float:
-    """How many nats float32 rounding may cost the expanded log-density of any row of z under any
-    component, per dimension summed: eps * sum_j max_k ((max_n |z_nj| + |mu_kj|) / s_kj)^2, times a
-    margin for the handful of roundings each term goes through. One number for a whole evaluation (the
-    host reads it), so it is for the diagnostics, never for a training step."""
-    reach = z.abs().amax(dim=tuple(range(z.dim() - 1))) + loc.abs()  # (K, D)
-    return float(8 * FLOAT32_EPS * (reach / scale).pow(2).amax(dim=0).sum())
+def float32_rounding_nats(loc: torch.Tensor, scale: torch.Tensor) -> tuple[float, float]:
+    """What float32 rounding costs the expanded log-densities of a mixture at points drawn from its own
+    components, in nats: (joint, marginal sum) = (eps * max_k sum_j r_kj, eps * sum_j max_k r_kj), with
+    r_kj = (2 |mu_kj| / s_kj + 4)^2 the size of the expansion's terms for a point within 4 sd of component k.
+
+    An estimate, calibrated against float64 (scripts/BENCHMARKS.md): the joint error measured 0.2-0.8
+    times it, the marginals' sum over dimensions under 1/40 of it. A point far from every component
+    errs more, so this suits the aggregate posterior at its own samples, not a prior at any z. One
+    number for a whole evaluation (the host reads it): never for a training step."""
+    r = (2 * loc.abs() / scale + 4).pow(2)
+    return float(FLOAT32_EPS * r.sum(-1).amax()), float(FLOAT32_EPS * r.amax(0).sum())
 
 
 class StandardPrior(nn.Module):
