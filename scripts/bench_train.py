@@ -69,7 +69,7 @@ def vaebench_trainer(overrides: list[str], data, compile_: bool, run_dir: Path, 
     class EpochTrainer(Trainer):
         """Trainer.fit's loop as is; the end of an epoch only counts it (no evaluation, no checkpoint)."""
 
-        def _end_epoch(self, steps_per_epoch, n, seconds):
+        def _end_epoch(self, steps_per_epoch, n, seconds, samples=None):
             self.progress.epoch += 1
             self.epoch_order, self.epoch_sums = None, None
 

@@ -1,5 +1,8 @@
 """The trainer's step: the beta of the KL warm-up, step by step, in its loss; bf16 activations."""
 
+import os
+import signal
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -9,7 +12,7 @@ from vaebench.board import Board
 from vaebench.data import Dataset
 from vaebench.components import build_model
 from vaebench.train import config_dir  # also registers the config's resolvers
-from vaebench.trainer import Trainer
+from vaebench.trainer import Stop, Trainer
 
 
 def tiny_trainer(tmp_path, overrides: list[str], image_size: int = 4) -> Trainer:
@@ -81,3 +84,75 @@ def test_the_progress_bar_moves_every_step_within_an_epoch_shorter_than_the_log_
     for epoch in (1, 2):
         assert [done for e, kind, done in seen if e == epoch and kind == "advance"] == [1, 2, 3, 4]
         assert [done for e, kind, done in seen if e == epoch and kind == "show"] == [4]  # the epoch's last step
+
+
+def recorded_epochs(trainer: Trainer):
+    """Wraps the step and the board: [(batch size, beta, {name: sum over the batch})] and the logged train scalars."""
+    steps, logged = [], []
+    train_step, scalars = trainer.train_step, trainer.board.scalars
+
+    def recording_step(x, beta, measure_grad_norm=False):
+        sums, grad_norm = train_step(x, beta, measure_grad_norm)
+        steps.append((len(x), float(beta), dict(zip(trainer.term_names, sums.tolist()))))
+        return sums, grad_norm
+
+    def recording_scalars(split, values, step):
+        if split == "train":
+            logged.append(dict(values))
+        scalars(split, values, step)
+
+    trainer.train_step, trainer.board.scalars = recording_step, recording_scalars
+    return steps, logged
+
+
+@pytest.mark.parametrize("warmup_epochs", [0, 3])
+def test_the_epoch_logs_per_point_means_and_the_beta_its_steps_used(tmp_path, warmup_epochs):
+    """40 points in batches of 15, 15 and 10: each term is the mean over points (the short batch weighs
+    10/40, not 1/3); beta is the steps' beta averaged over the points; samples/s counts points."""
+    trainer = tiny_trainer(tmp_path, ["trainer.epochs=2", "trainer.batch_size=15", f"trainer.kl_warmup_epochs={warmup_epochs}", "beta=2"])
+    steps, logged = recorded_epochs(trainer)
+    seconds = []
+    end_epoch = trainer._end_epoch
+    trainer._end_epoch = lambda *args, **kw: (seconds.append((args[2], kw["samples"])), end_epoch(*args, **kw))[1]
+    trainer.fit()
+    assert [size for size, _, _ in steps] == [15, 15, 10] * 2
+    for epoch, values in enumerate(logged):
+        mine = steps[3 * epoch: 3 * epoch + 3]
+        for name in ("loss", "elbo", "reconstruction", "kl"):
+            assert values[name] == pytest.approx(sum(s[name] for _, _, s in mine) / 40, rel=1e-5)
+        assert values["beta"] == pytest.approx(sum(size * beta for size, beta, _ in mine) / 40, rel=1e-5)
+        if warmup_epochs == 0:  # beta constant within the epoch: the logged loss is -reconstruction + beta * kl
+            assert values["loss"] == pytest.approx(-values["reconstruction"] + values["beta"] * values["kl"], rel=1e-5)
+        else:  # a warm-up: the loss is still the mean of what each step minimised
+            assert values["beta"] == pytest.approx(2 * (epoch + (15 * 0 + 15 * 1 / 3 + 10 * 2 / 3) / 40) / 3, rel=1e-5)
+        elapsed, samples = seconds[epoch]
+        assert samples == 40 and values["samples_per_s"] == pytest.approx(40 / elapsed)
+
+
+def test_a_checkpoint_with_the_old_batch_mean_sums_resumes_as_per_point_sums(tmp_path):
+    """Checkpoints written before the per-point sums held [loss, *terms] as sums of batch means and no beta:
+    they load as per-point sums (their batches were full), with the beta of the steps taken."""
+    trainer = tiny_trainer(tmp_path, ["trainer.epochs=1", "trainer.kl_warmup_epochs=2", "beta=2"])
+    steps, _ = recorded_epochs(trainer)
+    stop_after = 2
+    step = trainer.train_step
+
+    def two_steps_then_sigterm(x, beta, measure_grad_norm=False):
+        out = step(x, beta, measure_grad_norm)
+        if len(steps) == stop_after:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    trainer.train_step = two_steps_then_sigterm
+    with pytest.raises(Stop):
+        trainer.fit()
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    new_sums, names = state["epoch_sums"], state["term_names"]
+    assert names[-1] == "beta" and state["progress"]["batch_in_epoch"] == stop_after
+    old = dict(state, term_names=names[:-1],
+               epoch_sums=torch.cat([new_sums[:len(names) - 1] / 10, new_sums[-2:]]))  # batches of 10
+    resumed = tiny_trainer(tmp_path / "again", ["trainer.epochs=1", "trainer.kl_warmup_epochs=2", "beta=2"])
+    resumed.load_state(old)
+    assert resumed.term_names == names
+    assert torch.allclose(resumed.epoch_sums, new_sums, rtol=1e-5)
+    assert resumed.fit() == "completed"

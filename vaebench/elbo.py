@@ -16,7 +16,7 @@ import math
 import operator
 
 import torch
-from torch.distributions import Distribution, Independent, Normal, kl_divergence
+from torch.distributions import Distribution, Independent, kl_divergence
 
 Layer = tuple[Distribution, Distribution, torch.Tensor]  # (q, p, z sampled from q)
 
@@ -82,27 +82,39 @@ def warmup_beta(beta: float, epoch_progress: float, warmup_epochs: int) -> float
     return beta * min(1.0, epoch_progress / warmup_epochs)
 
 
-def kl_per_dim(q: Distribution, p: Distribution, z: torch.Tensor) -> torch.Tensor | None:
-    """KL(q(z_j|x) || p(z_j)) for each latent dimension j, per point: shape (batch, D).
-
-    Analytic for a factorised Gaussian prior; otherwise one-sample Monte-Carlo against the prior's
-    1-D marginals. None when the prior offers no 1-D marginals."""
-    q_base = q.base_dist if isinstance(q, Independent) else q
-    if isinstance(p, Independent) and isinstance(p.base_dist, Normal):
-        return kl_divergence(q_base, p.base_dist)
-    log_p_dims = marginal_log_prob(p, z)
-    return None if log_p_dims is None else q_base.log_prob(z) - log_p_dims
-
-
-def marginal_log_prob(p: Distribution, z: torch.Tensor) -> torch.Tensor | None:
-    """log p(z_j) of each coordinate under the prior's 1-D marginals, shape (*batch, D): a factorised
-    prior's base distribution, or the prior's own `marginal_log_prob` (the mixtures). None when it
-    offers neither."""
-    if is_factorised(p):
-        return p.base_dist.log_prob(z)
+def prior_marginal_log_prob(p: Distribution, z: torch.Tensor) -> torch.Tensor | None:
+    """log p(z_j) for each coordinate of z under the prior's 1-D marginals, shape z.shape; None when the
+    prior offers none. A prior offers them with a `marginal_log_prob(z)` method (the mixtures), or as
+    an Independent over one axis whose base distribution scores each coordinate (Independent(Normal),
+    Independent(Laplace), Independent(StudentT), ...)."""
     if hasattr(p, "marginal_log_prob"):
         return p.marginal_log_prob(z)
+    if isinstance(p, Independent) and p.reinterpreted_batch_ndims == 1:
+        log_p_dims = p.base_dist.log_prob(z)
+        if log_p_dims.shape == z.shape:
+            return log_p_dims
     return None
+
+
+def kl_per_dim(q: Distribution, p: Distribution, z: torch.Tensor) -> torch.Tensor | None:
+    """KL(q(z_j|x) || p(z_j)) for each latent dimension j, per point: shape (batch, D); None when the
+    prior has no 1-D marginals (`prior_marginal_log_prob`).
+
+    Analytic where torch.distributions knows the 1-D KL (a Gaussian prior); otherwise the one-sample
+    Monte-Carlo log q(z_j|x) - log p(z_j) at the sample z."""
+    q_base = q.base_dist if isinstance(q, Independent) else q
+    p_base = p.base_dist if isinstance(p, Independent) and p.reinterpreted_batch_ndims == 1 else None
+    if p_base is not None:
+        try:
+            kl = kl_divergence(q_base, p_base)
+            if kl.shape[-1:] == z.shape[-1:]:
+                return kl.expand(z.shape)
+        except NotImplementedError:
+            pass
+    log_p_dims = prior_marginal_log_prob(p, z)
+    if log_p_dims is None:
+        return None
+    return q_base.log_prob(z) - log_p_dims
 
 
 def is_factorised(p: Distribution) -> bool:
@@ -111,8 +123,20 @@ def is_factorised(p: Distribution) -> bool:
 
 
 def has_marginals(p: Distribution) -> bool:
+    """Whether `prior_marginal_log_prob` can answer for this prior."""
     return is_factorised(p) or hasattr(p, "marginal_log_prob")
 
 
-def bits_per_dim(nats: torch.Tensor | float, dims: int) -> torch.Tensor | float:
+# Levels of 8-bit data: a continuous density over [0, 1] becomes a probability for each of 256 bins
+# of width 1/256 by multiplying it by the bin width, once per dimension.
+DATA_LEVELS = 256
+
+
+def bits_per_dim(nats: torch.Tensor | float, dims: int, levels: int | None = None) -> torch.Tensor | float:
+    """-log p(x) per dimension in bits, from `nats` = -log p(x) (or -ELBO) of one point. With `levels`, p is
+    a density on data in [0, 1] and the figure is that of the discretised data, whose bins of width
+    1/levels have probability ~ density * bin width: (nats + dims * log levels) / (dims * log 2), what
+    papers quote for 8-bit images. Without, `nats` is already a probability's (Bernoulli pixels)."""
+    if levels is not None:
+        nats = nats + dims * math.log(levels)
     return nats / (dims * math.log(2))

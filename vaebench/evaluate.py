@@ -35,12 +35,13 @@ def chunks(x: torch.Tensor, size: int):
 
 @torch.no_grad()
 def split_terms(model, x: torch.Tensor, batch_size: int, binarize: bool = False) -> dict[str, torch.Tensor]:
-    """Mean of every ELBO term over the split, plus `kl_per_dim` (a vector) and `elbo_bits_per_dim`.
+    """Mean of every ELBO term over the split with its standard error (`<term>_se`), plus `kl_per_dim`
+    (a vector; absent when the prior has no 1-D marginals) and `elbo_bits_per_dim`.
 
     `binarize` draws one fixed Bernoulli image per point (the train split of dynamically binarised
     data); validation and test splits arrive binarised already."""
     model.eval()
-    sums: dict[str, torch.Tensor] = {}
+    per_point: dict[str, list[torch.Tensor]] = {}
     if binarize:
         x = fixed_binarization(x)
     with fixed_randomness(x.device):
@@ -49,17 +50,55 @@ def split_terms(model, x: torch.Tensor, batch_size: int, binarize: bool = False)
             latents, layers = model.latents(batch, p_z)
             terms = elbo.elbo_terms(model.decode(latents).log_prob(batch), layers)
             q, p, z = next(iter(layers.values()))  # the top layer: what the prior acts on
-            per_dim = elbo.kl_per_dim(q, p, z)
-            if per_dim is not None:  # a prior without 1-D marginals has none
-                terms["kl_per_dim"] = per_dim
+            kl_per_dim = elbo.kl_per_dim(q, p, z)
+            if kl_per_dim is not None:
+                terms["kl_per_dim"] = kl_per_dim
             for name, value in terms.items():
-                sums[name] = sums.get(name, 0) + value.sum(0)
+                per_point.setdefault(name, []).append(value.float())
     model.train()
-    means = {name: total / len(x) for name, total in sums.items()}
-    means["elbo_bits_per_dim"] = elbo.bits_per_dim(-means["elbo"], math.prod(x.shape[1:]))
-    return means
+    result: dict[str, torch.Tensor] = {}
+    for name, values in per_point.items():
+        values = torch.cat(values)
+        result[name] = values.mean(0)
+        if values.dim() == 1:
+            result[f"{name}_se"] = standard_error(values)
+    result["elbo_bits_per_dim"] = elbo.bits_per_dim(-result["elbo"], math.prod(x.shape[1:]), data_levels(model))
+    return result
+
+
+def standard_error(per_point: torch.Tensor) -> torch.Tensor:
+    """The standard error of the mean of independent per-point values: their standard deviation / sqrt(N)
+    (0 for a single point, whose spread is unknown)."""
+    if len(per_point) < 2:
+        return per_point.new_zeros(())
+    return per_point.std() / math.sqrt(len(per_point))
+
+
+def mean_and_se(name: str, per_point: torch.Tensor) -> dict[str, float]:
+    """{name: mean over points, name_se: its standard error} of per-point values."""
+    return {name: float(per_point.mean()), f"{name}_se": float(standard_error(per_point))}
+
+
+def data_levels(model) -> int | None:
+    """How many levels the data's dimensions take for bits/dim: 256 (8-bit data in [0, 1]) where the
+    likelihood is a density (Gaussian), None where it is a probability already (Bernoulli)."""
+    return elbo.DATA_LEVELS if getattr(model.likelihood, "kind", None) == "gaussian" else None
 
 
 def as_floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
     """Scalars only (vectors such as kl_per_dim go to histograms, not to metrics.json)."""
     return {k: float(v) for k, v in terms.items() if torch.as_tensor(v).numel() == 1}
+
+
+def format_estimate(terms: dict, name: str, width: int = 20) -> str:
+    """`value ± se` for an estimate, the value alone for what is not one (active_units as an integer),
+    '-' where the split lacks the term; right-aligned in `width`."""
+    if name not in terms:
+        text = "-"
+    elif name == "active_units":
+        text = f"{int(terms[name])}"
+    elif f"{name}_se" in terms:
+        text = f"{terms[name]:.3f} ± {terms[f'{name}_se']:.3f}"
+    else:
+        text = f"{terms[name]:.3f}"
+    return f"{text:>{width}}"

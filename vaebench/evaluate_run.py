@@ -17,7 +17,7 @@ from vaebench.components import build_dataset, build_model
 from vaebench.config_tree import saved_config
 from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
-from vaebench.evaluate import fixed_binarization
+from vaebench.evaluate import fixed_binarization, format_estimate
 from vaebench.validate import device_for, validate_config
 
 USAGE = "usage: vaebench eval RUN_DIR [checkpoint=best|last] [eval.split=train|val|test] [eval.max_points=N] [eval.iw_samples=S] [trainer.device=cpu]"
@@ -82,7 +82,7 @@ def evaluate_run(argv: list[str]) -> dict:
     model.load_state_dict(state["model"])
 
     started = time.perf_counter()
-    terms = split_report(model, x, cfg.eval.batch_size, cfg.eval.iw_samples)
+    terms = split_report(model, x, cfg.eval.batch_size, cfg.eval.iw_samples, cfg.eval.surgery_samples)
     seconds = time.perf_counter() - started
 
     result = {"split": split, "points": len(x), "checkpoint": str(path), "epoch": state["epoch"],
@@ -126,7 +126,8 @@ def _number_or_text(text: str):
 def _print_table(result: dict, terms: dict, out: Path) -> None:
     print(f"{result['split']} split, {result['points']} points, {result['checkpoint']} "
           f"(epoch {result['epoch']}), {result['seconds']:.1f} s")
-    width = max(map(len, terms))
-    for name, value in terms.items():
-        print(f"  {name:<{width}}  {value:12.4f}")
+    names = [name for name in terms if not (name.endswith("_se") and name[:-3] in terms)]
+    width = max(map(len, names))
+    for name in names:  # an estimate as `value ± se`
+        print(f"  {name:<{width}}  {format_estimate(terms, name, width=22)}")
     print(f"Wrote {out}")

@@ -36,6 +36,7 @@ class EvalSettings:
     batch_size: Count
     iw_samples: NonNegativeInt
     surgery_every: NonNegativeInt
+    surgery_samples: Count
     split: Literal["train", "val", "test"]
     max_points: Count | None
 

@@ -30,7 +30,7 @@ from vaebench.components import GROUPS, build_dataset, build_model, build_object
 from vaebench.config_tree import config_dir, saved_config
 from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
-from vaebench.evaluate import as_floats, split_terms
+from vaebench.evaluate import as_floats, format_estimate, split_terms
 from vaebench.pictures import log_pictures
 from vaebench.trainer import Stop, Trainer
 from vaebench.validate import device_for, validate_config, validate_data
@@ -269,8 +269,9 @@ def final_metrics(model, data, cfg, run_dir: Path, device) -> dict:
         model.load_state_dict(checkpoint.load(best, device)["model"])
     # The train split gets the ELBO terms only: its surgery would pair every one of its points.
     metrics = {"train": as_floats(split_terms(model, data.train, cfg.eval.batch_size, binarize=data.dynamic_binarize))}
-    metrics["val"] = split_report(model, data.val, cfg.eval.batch_size, iw_samples=0)
-    metrics["test"] = split_report(model, data.test, cfg.eval.batch_size, cfg.eval.iw_samples)
+    draws = cfg.eval.surgery_samples
+    metrics["val"] = split_report(model, data.val, cfg.eval.batch_size, iw_samples=0, surgery_samples=draws)
+    metrics["test"] = split_report(model, data.test, cfg.eval.batch_size, cfg.eval.iw_samples, surgery_samples=draws)
     return metrics
 
 
@@ -380,35 +381,27 @@ def _write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+SUMMARY_TERMS = ("elbo", "reconstruction", "kl", "kl_z1", "kl_z2", "log_joint", "entropy", "log_likelihood",
+                 "elbo_iw", "posterior_kl", "mutual_info", "marginal_kl", "total_correlation", "dimwise_kl",
+                 "active_units")
+
+
 def final_table_markdown(metrics: dict, best_epoch: int) -> str:
-    """The final terms of every split as a markdown table, for TensorBoard's TEXT dashboard."""
-    splits = [split for split in ("train", "val", "test") if split in metrics]
-    terms = [t for t in dict.fromkeys(t for split in splits for t in metrics[split])
-             if not t.endswith("_se") and isinstance(metrics[splits[0]].get(t, metrics[splits[-1]].get(t)), (int, float))]
-
-    def cell(split: str, term: str) -> str:
-        if term not in metrics[split]:
-            return ""
-        value, se = metrics[split][term], metrics[split].get(f"{term}_se")
-        text = f"{value:.0f}" if term == "active_units" else f"{value:.3f}"
-        return text + (f" ± {se:.3f}" if se is not None else "")
-
-    lines = [f"Final terms, nats per point, best checkpoint (epoch {best_epoch}):", "",
+    """The final table of the console, in markdown, for TensorBoard's TEXT dashboard."""
+    splits = ("train", "val", "test")
+    terms = [t for t in SUMMARY_TERMS if any(t in metrics[split] for split in splits)]
+    lines = [f"Final terms, nats per point, ± standard error; best checkpoint (epoch {best_epoch}):", "",
              "| term | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
-    lines += [f"| {term} | " + " | ".join(cell(split, term) for split in splits) + " |" for term in terms]
+    lines += [f"| {t} | " + " | ".join(format_estimate(metrics[split], t, 0) for split in splits) + " |" for t in terms]
     return "\n".join(lines)
 
 
 def _log_summary(result: dict, run_dir: Path, board_dir: Path, multirun: bool) -> None:
     splits = ("train", "val", "test")
-    terms = [t for t in ("elbo", "reconstruction", "kl", "kl_z1", "kl_z2", "log_joint", "entropy",
-                         "log_likelihood", "posterior_kl", "mutual_info", "marginal_kl", "total_correlation",
-                         "dimwise_kl", "active_units")
-             if any(t in result[split] for split in splits)]
-    lines = [f"\nFinal terms (nats per point; best checkpoint, epoch {result['best_epoch']}):",
-             f"  {'term':<18}" + "".join(f"{split:>12}" for split in splits)]
-    lines += [f"  {t:<18}" + "".join(f"{result[split][t]:>12.3f}" if t in result[split] else f"{'-':>12}" for split in splits)
-              for t in terms]
+    terms = [t for t in SUMMARY_TERMS if any(t in result[split] for split in splits)]
+    lines = [f"\nFinal terms (nats per point, ± standard error; best checkpoint, epoch {result['best_epoch']}):",
+             f"  {'term':<18}" + "".join(f"{split:>20}" for split in splits)]
+    lines += [f"  {t:<18}" + "".join(format_estimate(result[split], t) for split in splits) for t in terms]
     lines += [f"\nOutputs:      {run_dir}  (metrics.json, checkpoints/best.pt, checkpoints/last.pt, train.log)",
               f"TensorBoard:  tensorboard --logdir {run_dir if not multirun else run_dir.parent}"]
     log.info("\n".join(lines))

@@ -20,7 +20,7 @@ import torch
 from vaebench import checkpoint, elbo
 from vaebench.cpu_math import use_fast_cpu_math
 from vaebench.diagnostics import split_diagnostics
-from vaebench.evaluate import fixed_randomness, split_terms
+from vaebench.evaluate import data_levels, fixed_randomness, split_terms
 
 log = logging.getLogger(__name__)
 
@@ -103,26 +103,28 @@ class Trainer:
 
     # -- the step -----------------------------------------------------------------------------
     def _loss(self, x: torch.Tensor, beta: torch.Tensor):
-        """The mean loss to differentiate, the names of what is logged, and [loss, *ELBO terms,
-        *the objective's quantities] averaged over the batch."""
+        """The mean loss to differentiate, the names of what is logged, and [loss, *ELBO terms, *the
+        objective's quantities, beta] summed over the batch's points (a batch-level value and beta count
+        once per point), so that the epoch's sums divided by its points are per-point means."""
         loss, terms, quantities = self.objective(self.model, x, beta, self.objective_step)
-        with torch.no_grad():  # the logged means need no graph; a batch-level value stands for every point
+        with torch.no_grad():  # the logged sums need no graph
             rows = [(v if v.dim() else v.expand(len(x))).float() for v in (loss, *terms.values(), *quantities.values())]
-            means = torch.stack(rows).float().mean(dim=1)
-        return loss.mean(), [*terms, *(f"objective/{name}" for name in quantities)], means
+            sums = torch.stack([*rows, beta.float().expand(len(x))]).sum(dim=1)
+        return loss.mean(), [*terms, *(f"objective/{name}" for name in quantities)], sums
 
     def train_step(self, x: torch.Tensor, beta: torch.Tensor, measure_grad_norm: bool = False):
-        """One optimiser step. Returns [loss, *term means] as one device vector, and the gradients'
-        2-norm when asked (else None): 13 norm kernels, so the loop asks once per log interval."""
+        """One optimiser step. Returns [loss, *terms, beta] summed over the batch's points as one device
+        vector, and the gradients' 2-norm when asked (else None): 13 norm kernels, so the loop asks once
+        per log interval."""
         with self.autocast:
-            loss, names, means = self.loss_fn(x, beta)
+            loss, names, sums = self.loss_fn(x, beta)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = _total_norm([p.grad for p in self.learned if p.grad is not None]) if measure_grad_norm else None
         self.optimizer.step()
         if self.term_names is None:
-            self.term_names = ["loss", *names]
-        return means, grad_norm
+            self.term_names = ["loss", *names, "beta"]
+        return sums, grad_norm
 
     # -- the loop -----------------------------------------------------------------------------
     def fit(self) -> str:
@@ -146,6 +148,7 @@ class Trainer:
                     self.epoch_sums = None
                     self.progress.batch_in_epoch = 0
                 bar = self._progress_bar(steps_per_epoch)
+                first_batch = self.progress.batch_in_epoch
                 interval = _Interval(self.progress.step)
                 for b in range(self.progress.batch_in_epoch, steps_per_epoch):
                     index = self.epoch_order[b * batch_size:(b + 1) * batch_size]
@@ -162,14 +165,14 @@ class Trainer:
                     if logs_now or signals.received:
                         self._fold(interval, grad_norm)
                         interval = _Interval(self.progress.step)
-                        bar.show(b + 1, self.progress.step, self.epoch_sums[:-2] / (b + 1), self.term_names)
+                        bar.show(b + 1, self.progress.step, self.epoch_sums[:-2] / min(n, (b + 1) * batch_size), self.term_names)
                     if signals.received:
                         bar.close()
                         self.progress.wall_time_s += time.perf_counter() - started
                         self.save("last.pt")
                         raise self._interrupted(signals.received)
                 bar.close()
-                self._end_epoch(steps_per_epoch, n, time.perf_counter() - started)
+                self._end_epoch(steps_per_epoch, n, time.perf_counter() - started, samples=n - first_batch * batch_size)
                 if signals.received:  # it arrived during the evaluation; _end_epoch has just saved last.pt
                     raise self._interrupted(signals.received)
                 if t.patience and self.progress.epoch - self.progress.best_epoch >= t.patience:
@@ -178,34 +181,43 @@ class Trainer:
                     break
         return "completed"
 
-    def _end_epoch(self, steps_per_epoch: int, n: int, seconds: float) -> None:
+    def _end_epoch(self, steps_per_epoch: int, n: int, seconds: float, samples: int | None = None) -> None:
+        """`samples`: the points this process trained on in the epoch (fewer than n after a resume
+        mid-epoch), over `seconds`."""
         p, t = self.progress, self.cfg.trainer
         p.epoch += 1
         p.wall_time_s += seconds
         *sums, grad_norm_sum, grad_norm_steps = self.epoch_sums.tolist()
-        means = {name: total / steps_per_epoch for name, total in zip(self.term_names, sums)}
+        # Per-point means over the epoch: a short last batch counts by its points. beta is the mean of
+        # the steps' beta over the points, so loss = -reconstruction + beta * kl when beta is constant.
+        means = {name: total / n for name, total in zip(self.term_names, sums)}
         means["grad_norm"] = grad_norm_sum / max(grad_norm_steps, 1)
-        means["beta"] = elbo.warmup_beta(float(self.cfg.beta), p.epoch, t.kl_warmup_epochs)
         means["lr"] = self.optimizer.param_groups[0]["lr"]
-        means["samples_per_s"] = steps_per_epoch * t.batch_size / max(seconds, 1e-9)
-        means["elbo_bits_per_dim"] = elbo.bits_per_dim(-means["elbo"], math.prod(self.data.data_shape))
+        means["samples_per_s"] = (n if samples is None else samples) / max(seconds, 1e-9)
+        means["elbo_bits_per_dim"] = elbo.bits_per_dim(-means["elbo"], math.prod(self.data.data_shape),
+                                                       data_levels(self.model))
         self.board.scalars("train", means, p.step)
         self.epoch_order, self.epoch_sums = None, None
         if p.epoch % t.eval_every == 0 or p.epoch == t.epochs:
             # The per-dimension KL is not summed during training; a fixed slice of the training set gives it.
             probe = split_terms(self.model, self.data.train[: self.cfg.eval.batch_size], self.cfg.eval.batch_size,
                                 binarize=self.data.dynamic_binarize)
-            if "kl_per_dim" in probe:
+            if "kl_per_dim" in probe:  # absent for a prior without 1-D marginals
                 self.board.histogram("train/kl_per_dim", probe["kl_per_dim"], p.step)
             val = split_terms(self.model, self.data.val, self.cfg.eval.batch_size)
             split_loss = getattr(self.objective, "split_loss", None)
-            val_loss = split_loss(val, means["beta"], p.step) if split_loss else None
+            # The beta the next step trains with: the model as it now stands.
+            val_loss = split_loss(val, elbo.warmup_beta(float(self.cfg.beta), p.epoch, t.kl_warmup_epochs), p.step) \
+                if split_loss else None
             if val_loss is not None:  # None: the objective is no function of the split's means (IWAE, beta-TC)
                 val["loss"] = val_loss
             surgery_every = self.cfg.eval.surgery_every
             if surgery_every and (p.epoch // t.eval_every) % surgery_every == 0:
-                val.update(split_diagnostics(self.model, self.data.val, self.cfg.eval.batch_size))
-            self.board.scalars("val", {k: v for k, v in val.items() if k != "mutual_info_max"}, p.step)  # log N: no curve
+                # One draw per point for the curves (their SE says how much that is); the final metrics
+                # and `vaebench eval` take eval.surgery_samples.
+                val.update(split_diagnostics(self.model, self.data.val, self.cfg.eval.batch_size, surgery_samples=1))
+            # log N is no curve; the standard errors are in metrics.json and the final table
+            self.board.scalars("val", {k: v for k, v in val.items() if k != "mutual_info_max" and not k.endswith("_se")}, p.step)
             if self.on_evaluation is not None:
                 with fixed_randomness(self.device):
                     self.on_evaluation(self, val)
@@ -282,12 +294,28 @@ class Trainer:
             if sums is not None:  # the old layout measured the norm at every step
                 steps = torch.tensor([float(self.progress.batch_in_epoch)], dtype=sums.dtype)
                 sums = torch.cat([sums[:i], sums[i + 1:], sums[i:i + 1], steps])
+        if names and "beta" not in names:  # saved before the sums became per-point sums with beta
+            names, sums = self._per_point_sums(names, sums)
         self.epoch_order = None if order is None else order.to(self.device)
         self.epoch_sums = None if sums is None else sums.to(self.device)
         self.term_names = names
         self.order_generator.set_state(state["order_generator"])
         checkpoint.set_rng_state(state["rng"])
         self.saved_step = self.progress.step
+
+    def _per_point_sums(self, names: list[str], sums: torch.Tensor | None):
+        """The old layout's sums of batch means, [*terms, grad-norm sum, count], as per-point sums with beta:
+        each batch taken so far was a full one (a short last batch ends its epoch before any save)."""
+        names = [*names, "beta"]
+        if sums is None:
+            return names, None
+        t = self.cfg.trainer
+        taken, batch_size = self.progress.batch_in_epoch, int(t.batch_size)
+        steps_per_epoch = math.ceil(len(self.data.train) / batch_size)
+        beta_sum = batch_size * sum(elbo.warmup_beta(float(self.cfg.beta), self.progress.epoch + b / steps_per_epoch,
+                                                     t.kl_warmup_epochs) for b in range(taken))
+        terms = sums[:-2] * batch_size
+        return names, torch.cat([terms, terms.new_tensor([beta_sum]), sums[-2:]])
 
     def save(self, name: str) -> None:
         self._check_parameters_finite()
@@ -314,8 +342,10 @@ def _objective_of(cfg, model, data):
     return build_objective(cfg.objective, model, len(data.train), steps_per_epoch, cfg.beta)
 
 
+
+
 class _Interval:
-    """The per-step [loss, *term means] vectors since the last log, kept on the device."""
+    """The per-step [loss, *terms, beta] sums since the last log, kept on the device."""
 
     def __init__(self, step: int):
         self.first_step, self.values = step + 1, []  # steps are counted from 1

@@ -76,6 +76,6 @@ class BetaTC(Objective):
     def __call__(self, model, x, beta, step):
         terms, layers = elbo_pass(model, x)
         _, (q, p, z) = top_layer(layers)
-        parts = tc_decomposition(z, q.loc, q.scale, q.log_prob(z), elbo.marginal_log_prob(p, z), self.dataset_size)
+        parts = tc_decomposition(z, q.loc, q.scale, q.log_prob(z), elbo.prior_marginal_log_prob(p, z), self.dataset_size)
         loss = beta_tc_loss(terms["reconstruction"], parts, self.alpha, beta, self.gamma, other_layers_kl(terms, layers))
         return loss, terms, {name: value.detach() for name, value in parts.items()}
