@@ -247,7 +247,7 @@ def ppca_vae(d=5, k=2, noise=0.5, posterior_widening=1.0, seed=0, offset=50.0):
         layers[4].weight.zero_(), layers[4].weight[:, :k].copy_(w)
         layers[4].bias.copy_(b - w.sum(1) * offset)
         likelihood.raw_scale.fill_(math.log(math.expm1(noise - 1e-3)))  # softplus(raw) + 1e-3
-    model = VAE(encoder, decoder, likelihood)
+    model = VAE(encoder, decoder, likelihood, k)
     model.prior = StandardPrior(k)
     marginal = MultivariateNormal(b, w @ w.T + noise**2 * torch.eye(d))
     x = marginal.sample((400,))
@@ -284,11 +284,10 @@ def test_posterior_kl_is_the_kl_between_the_encoder_and_the_exact_posterior():
 def test_hvae_layer_kls_in_closed_form_and_kl_z2_is_mutual_info_plus_marginal_kl():
     from vaebench.evaluate import split_terms
     from vaebench.models import HVAE
-    from vaebench.nets import Likelihood
     from vaebench.priors import StandardPrior
 
     torch.manual_seed(12)
-    model = HVAE((1, 4, 4), hidden_dim=16, latent_dim=2, likelihood=Likelihood("bernoulli", (1, 4, 4)))
+    model = HVAE((1, 4, 4), hidden_dim=16, latent_dim=2, likelihood="bernoulli")
     model.prior = StandardPrior(2)
     q_loc, q_scale, p_loc, p_scale = torch.tensor([0.5, -1.0]), torch.tensor([0.3, 0.8]), torch.tensor([0.0, 1.0]), torch.tensor([1.0, 2.0])
     with torch.no_grad():

@@ -145,7 +145,7 @@ def user_prior_vae(make_prior):
 
     torch.manual_seed(13)
     shape = (1, 4, 4)
-    model = VAE(MLPEncoder(shape, 16, 3), MLPDecoder(shape, 16, 3), Likelihood("bernoulli", shape))
+    model = VAE(MLPEncoder(shape, 16, 3), MLPDecoder(shape, 16, 3), Likelihood("bernoulli", shape), 3)
     model.prior = FixedPrior(make_prior)
     return model, torch.rand(200, *shape).bernoulli()
 

@@ -233,9 +233,9 @@ def test_the_trainer_steps_the_capacity_schedule_and_logs_it(tmp_path):
     train_step = trainer.train_step
 
     def recording_step(x, beta, measure_grad_norm=False):
-        means, grad_norm = train_step(x, beta, measure_grad_norm)
-        seen.append(dict(zip(trainer.term_names, means.tolist())))
-        return means, grad_norm
+        sums, grad_norm = train_step(x, beta, measure_grad_norm)  # summed over the batch's points
+        seen.append(dict(zip(trainer.term_names, (sums / len(x)).tolist())))
+        return sums, grad_norm
 
     trainer.train_step = recording_step
     assert trainer.fit() == "completed"
