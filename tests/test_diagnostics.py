@@ -310,3 +310,21 @@ def test_hvae_layer_kls_in_closed_form_and_kl_z2_is_mutual_info_plus_marginal_kl
     tolerance = 4 * (diag["mutual_info_se"] + diag["marginal_kl_se"])
     assert diag["mutual_info"] + diag["marginal_kl"] == pytest.approx(float(terms["kl_z2"]), abs=tolerance)
     assert tolerance < 0.2  # the check has teeth
+
+
+def test_the_log_likelihood_reports_its_progress_point_by_point_and_a_slow_one_is_shown(caplog):
+    from vaebench.console import EvaluationProgress
+    from vaebench.diagnostics import importance_sampling_terms
+
+    x = torch.zeros(10, 3)
+    heard = []
+    importance_sampling_terms(lambda block, s: torch.zeros(s, len(block)), x, samples=4, max_rows=8, on_points=heard.append)
+    assert heard == [2, 2, 2, 2, 2]  # 8 pairs a call: 2 points of 4 samples
+
+    progress = EvaluationProgress(10, "test log p(x)", quiet_s=0.0, every_s=0.0)
+    progress.tty = False  # as in a log file or a cluster's output
+    with caplog.at_level("INFO", logger="vaebench"), progress:
+        importance_sampling_terms(lambda block, s: torch.zeros(s, len(block)), x, samples=4, max_rows=8,
+                                  on_points=progress.update)
+    lines = [r.getMessage() for r in caplog.records if r.name == "vaebench"]
+    assert lines[0].startswith("test log p(x): 2/10 points, about") and len(lines) == 4  # none once all are done

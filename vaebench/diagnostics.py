@@ -170,13 +170,14 @@ def importance_weighted_log_likelihood(log_weights, x: torch.Tensor, samples: in
     return importance_sampling_terms(log_weights, x, samples, max_rows)[0]
 
 
-def importance_sampling_terms(log_weights, x: torch.Tensor, samples: int,
-                              max_rows: int = CPU_PAIRS_PER_CALL) -> tuple[torch.Tensor, torch.Tensor]:
+def importance_sampling_terms(log_weights, x: torch.Tensor, samples: int, max_rows: int = CPU_PAIRS_PER_CALL,
+                              on_points=None) -> tuple[torch.Tensor, torch.Tensor]:
     """From the same S importance samples per point, w_s = p(x, z_s) / q(z_s|x), z_s ~ q(z|x): the
     estimate of log p(x), logsumexp_s log w_s - log S, and of the ELBO, mean_s log w_s; each of shape (N,).
 
     `log_weights(x_block, s)` returns log w of shape (s, len(x_block)). Points and samples are
-    chunked so that one call sees at most `max_rows` (sample, point) pairs."""
+    chunked so that one call sees at most `max_rows` (sample, point) pairs. `on_points(n)`, when
+    given, hears of each block of n points done (a progress display)."""
     points_per_chunk = max(1, max_rows // samples)
     samples_per_call = max(1, min(samples, max_rows // points_per_chunk))
     log_px, elbo_iw = [], []
@@ -185,6 +186,8 @@ def importance_sampling_terms(log_weights, x: torch.Tensor, samples: int,
                            for start in range(0, samples, samples_per_call)])
         log_px.append(torch.logsumexp(log_w, dim=0) - math.log(samples))
         elbo_iw.append(log_w.mean(dim=0))
+        if on_points is not None:
+            on_points(len(block))
     return torch.cat(log_px), torch.cat(elbo_iw)
 
 
@@ -200,11 +203,11 @@ def prior_log_densities(p_z, z: torch.Tensor, rows: int) -> tuple[torch.Tensor, 
 
 @torch.no_grad()
 def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int = 0,
-                      surgery_samples: int = 1) -> dict[str, float]:
+                      surgery_samples: int = 1, on_points=None) -> dict[str, float]:
     """Surgery (with `surgery_samples` draws per point), TC, dimension-wise KL (priors with 1-D
     marginals), active units and, when `iw_samples` > 0, the importance-weighted log-likelihood with
     the ELBO and posterior KL from the same samples, for the split `x` (already binarised); every
-    estimate with its standard error."""
+    estimate with its standard error. `on_points(n)` hears of the log-likelihood's progress."""
     model.eval()
     with fixed_randomness(x.device):
         p_z = model.prior()
@@ -218,7 +221,7 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
         if iw_samples > 0:
             log_px, elbo_iw = importance_sampling_terms(
                 lambda block, s: model.log_importance_weights(block, p_z, s), x, iw_samples,
-                max_rows=max(batch_size, pairs_per_call(x)))
+                max_rows=max(batch_size, pairs_per_call(x)), on_points=on_points)
             result.update(mean_and_se("log_likelihood", log_px))
             result.update(mean_and_se("elbo_iw", elbo_iw))
             result.update(mean_and_se("posterior_kl", log_px - elbo_iw))
@@ -226,11 +229,12 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
     return result
 
 
-def split_report(model, x: torch.Tensor, batch_size: int, iw_samples: int, surgery_samples: int = 1) -> dict[str, float]:
+def split_report(model, x: torch.Tensor, batch_size: int, iw_samples: int, surgery_samples: int = 1,
+                 on_points=None) -> dict[str, float]:
     """Every ELBO term and every diagnostic of one split (already binarised), each estimate with its
     standard error. `elbo` is the analytic-KL one of the ELBO terms; when `iw_samples` > 0,
     `log_likelihood`, `elbo_iw` and `posterior_kl = log_likelihood - elbo_iw` come from the same
     importance samples, point by point."""
     terms = as_floats(split_terms(model, x, batch_size))
-    terms.update(split_diagnostics(model, x, batch_size, iw_samples, surgery_samples))
+    terms.update(split_diagnostics(model, x, batch_size, iw_samples, surgery_samples, on_points))
     return terms

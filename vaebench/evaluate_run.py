@@ -4,6 +4,8 @@ as a table, as a file of its own in RUN_DIR/evals/ and in the run's TensorBoard.
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from vaebench.board import Board
 from vaebench.cpu_math import use_fast_cpu_math
 from vaebench.components import build_dataset, build_model
 from vaebench.config_tree import saved_config
+from vaebench.console import EvaluationProgress
 from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
 from vaebench.evaluate import fixed_binarization, format_estimate
@@ -82,7 +85,10 @@ def evaluate_run(argv: list[str]) -> dict:
     model.load_state_dict(state["model"])
 
     started = time.perf_counter()
-    terms = split_report(model, x, cfg.eval.batch_size, cfg.eval.iw_samples, cfg.eval.surgery_samples)
+    _show_progress_lines()
+    with EvaluationProgress(len(x), f"{split} log p(x), {cfg.eval.iw_samples} samples per point") as progress:
+        terms = split_report(model, x, cfg.eval.batch_size, cfg.eval.iw_samples, cfg.eval.surgery_samples,
+                             on_points=progress.update)
     seconds = time.perf_counter() - started
 
     result = {"split": split, "points": len(x), "checkpoint": str(path), "epoch": state["epoch"],
@@ -96,6 +102,17 @@ def evaluate_run(argv: list[str]) -> dict:
         board.close()
     _print_table(result, terms, out)
     return result
+
+
+def _show_progress_lines() -> None:
+    """vaebench's messages on stdout, as `vaebench train` shows them (there Hydra sets this up)."""
+    logger = logging.getLogger("vaebench")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def _unused_path(path: Path) -> Path:

@@ -28,6 +28,7 @@ from vaebench.checks import unused_arguments
 from vaebench.collapse import CollapseWatch, dimensions_in_use
 from vaebench.components import GROUPS, build_dataset, build_model, build_objective, prior_notes, target_of
 from vaebench.config_tree import config_dir, saved_config
+from vaebench.console import EvaluationProgress
 from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
 from vaebench.evaluate import as_floats, format_estimate, split_terms
@@ -271,7 +272,9 @@ def final_metrics(model, data, cfg, run_dir: Path, device) -> dict:
     metrics = {"train": as_floats(split_terms(model, data.train, cfg.eval.batch_size, binarize=data.dynamic_binarize))}
     draws = cfg.eval.surgery_samples
     metrics["val"] = split_report(model, data.val, cfg.eval.batch_size, iw_samples=0, surgery_samples=draws)
-    metrics["test"] = split_report(model, data.test, cfg.eval.batch_size, cfg.eval.iw_samples, surgery_samples=draws)
+    with EvaluationProgress(len(data.test), f"test log p(x), {cfg.eval.iw_samples} samples per point") as progress:
+        metrics["test"] = split_report(model, data.test, cfg.eval.batch_size, cfg.eval.iw_samples, surgery_samples=draws,
+                                       on_points=progress.update)
     return metrics
 
 
