@@ -97,8 +97,8 @@ def build_dataset(node, seed: int, entry: str = "dataset"):
 def build_model(cfg, data_shape: tuple[int, ...], train_data: torch.Tensor, choices: dict | None = None):
     """The model `cfg.model` names, with the prior `cfg.prior` names on its top latent layer."""
     choices = choices or {}
-    model = build(cfg.model, "model", _entry("model", choices), data_shape=tuple(data_shape))
-    model.prior = build(cfg.prior, "prior", _entry("prior", choices), latent_dim=model.latent_dim,
+    model = build(cfg.model, "model", entry_of("model", choices), data_shape=tuple(data_shape))
+    model.prior = build(cfg.prior, "prior", entry_of("prior", choices), latent_dim=model.latent_dim,
                         encode=model.encode, data_shape=tuple(data_shape), train_data=train_data)
     return model
 
@@ -106,14 +106,14 @@ def build_model(cfg, data_shape: tuple[int, ...], train_data: torch.Tensor, choi
 def build_objective(node, model, dataset_size: int, steps_per_epoch: int, beta: float, choices: dict | None = None):
     """The objective `node` names, refused in one paragraph when the model's prior lacks what it needs."""
     choices = choices or {}
-    entry = _entry("objective", choices)
+    entry = entry_of("objective", choices)
     objective = build(node, "objective", entry, beta=float(beta), dataset_size=int(dataset_size),
                       steps_per_epoch=int(steps_per_epoch), latent_dim=int(model.latent_dim))
     needs = getattr(objective, "prior_needs", None)
     if needs:
         with torch.no_grad():
             p_z = model.prior()
-        prior = f"{_entry('prior', choices)} gives a {type(p_z).__name__}"
+        prior = f"{entry_of('prior', choices)} gives a {type(p_z).__name__}"
         if needs == "factorised" and not is_factorised(p_z):
             raise UserError(
                 f"{entry} needs a factorised prior, p(z) = prod_j p(z_j): it weighs the prior's 1-D marginals "
@@ -128,8 +128,11 @@ def build_objective(node, model, dataset_size: int, steps_per_epoch: int, beta: 
     return objective
 
 
-def _entry(group: str, choices: dict) -> str:
-    return f"{group}={choices[group]}" if choices.get(group) else group
+def entry_of(group: str, choices: dict, fallback: str = "") -> str:
+    """How the user chose a component, e.g. `prior=vamp` (`prior=<fallback>` without a recorded
+    choice; the bare group name without either)."""
+    chosen = choices.get(group) or fallback
+    return f"{group}={chosen}" if chosen else group
 
 
 def prior_notes(p_z: Distribution, entry: str = "prior") -> list[str]:

@@ -26,7 +26,7 @@ from vaebench import checkpoint
 from vaebench.board import Board
 from vaebench.checks import unused_arguments
 from vaebench.collapse import CollapseWatch, dimensions_in_use
-from vaebench.components import GROUPS, build_dataset, build_model, build_objective, prior_notes, target_of
+from vaebench.components import GROUPS, build_dataset, build_model, build_objective, entry_of, prior_notes, target_of
 from vaebench.config_tree import config_dir, saved_config
 from vaebench.console import EvaluationProgress
 from vaebench.diagnostics import split_report
@@ -175,11 +175,11 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) ->
     validate_config(cfg, choices)
     _seed_everything(int(cfg.seed))
     device = device_for(cfg)
-    data = build_dataset(cfg.dataset, int(cfg.seed), _entry("dataset", choices)).to(device)
+    data = build_dataset(cfg.dataset, int(cfg.seed), entry_of("dataset", choices)).to(device)
     model = build_model(cfg, data.data_shape, data.train, choices).to(device)
     validate_data(model, data, choices)
     with torch.no_grad():
-        for note in prior_notes(model.prior(), _entry("prior", choices, type(model.prior).__name__)):
+        for note in prior_notes(model.prior(), entry_of("prior", choices, type(model.prior).__name__)):
             log.info(note)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # the convolutional models' fastest kernels for their fixed shapes
@@ -211,8 +211,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) ->
         log.info(f"Resuming {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
     else:
         board.hparams(_hparams(cfg, choices, model, overrides), HPARAMS_METRICS)
-    what = (f"{_entry('model', choices, type(model).__name__)} with {_entry('prior', choices, type(model.prior).__name__)}, "
-            f"{_objective_text(cfg, choices)}, beta={cfg.beta}, on {_entry('dataset', choices, data.name)} "
+    what = (f"{entry_of('model', choices, type(model).__name__)} with {entry_of('prior', choices, type(model.prior).__name__)}, "
+            f"{_objective_text(cfg, choices)}, beta={cfg.beta}, on {entry_of('dataset', choices, data.name)} "
             f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}")
     if trainer.progress.epoch >= cfg.trainer.epochs:  # e.g. a run stopped during its final evaluation
         log.info(f"Training is complete ({trainer.progress.epoch} of {cfg.trainer.epochs} epochs): "
@@ -327,15 +327,10 @@ def _applying_overrides(cfg: DictConfig, overrides: list[str]) -> list[str]:
     return keys
 
 
-def _entry(group: str, choices: dict, fallback: str = "") -> str:
-    """How the user chose a component, e.g. `prior=vamp`."""
-    return f"{group}={choices.get(group) or fallback}"
-
-
 def _objective_text(cfg: DictConfig, choices: dict) -> str:
     """e.g. `objective=iwae (k=5)`."""
     settings = ", ".join(f"{key}={value}" for key, value in _objective_settings(cfg).items())
-    return _entry("objective", choices, "elbo") + (f" ({settings})" if settings else "")
+    return entry_of("objective", choices, "elbo") + (f" ({settings})" if settings else "")
 
 
 def _objective_settings(cfg: DictConfig) -> dict:
@@ -352,7 +347,7 @@ def _objective_notes(objective, cfg: DictConfig, choices: dict) -> list[str]:
     if not unused:
         return []
     verb = "do" if len(unused) > 1 else "does"
-    return [f"{_entry('objective', choices)} has no beta: {' and '.join(unused)} {verb} not change what it optimises."]
+    return [f"{entry_of('objective', choices)} has no beta: {' and '.join(unused)} {verb} not change what it optimises."]
 
 
 def _hparams(cfg: DictConfig, choices: dict, model, overrides: list[str]) -> dict:

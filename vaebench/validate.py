@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from vaebench.checkpoint import resume_checkpoint
 from vaebench.checks import check_arguments
-from vaebench.components import GROUPS, check_component
+from vaebench.components import GROUPS, check_component, entry_of
 from vaebench.errors import UserError
 from vaebench.settings import SETTINGS
 
@@ -26,8 +26,7 @@ def validate_config(cfg, choices: dict | None = None) -> None:
         # A key added on purpose (+trainer.note=...) is kept in the record and read by nothing.
         check_arguments(node, where or "", settings, extra_keys_allowed=True)
     for group in GROUPS:
-        entry = f"{group}={choices[group]}" if choices.get(group) else group
-        check_component(cfg[group], group, entry)
+        check_component(cfg[group], group, entry_of(group, choices))
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
         raise UserError(
             "trainer.device=cuda was asked for, but PyTorch sees no CUDA GPU on this machine. "
