@@ -77,9 +77,17 @@ def training_points(row: dict) -> int | None:
     return round(math.exp(bound)) if bound is not None else None
 
 
-def axis_rows(rows: list[dict]) -> list[dict]:
+# What a sweep along the axis varies: the prior and its settings (through conf/spectrum/ or directly),
+# and seeds, which are replicates. A sweep that also varies anything else (beta, ...) is not drawn on
+# the axis, whose points would then mix settings.
+AXIS_KEYS = ("prior", "spectrum", "seed")
+
+
+def axis_rows(rows: list[dict], varied: list[str]) -> list[dict]:
     """The rows to draw, each with its place and the ELBO gap, when the runs sit at two places or more
-    of the axis; else none."""
+    of the axis and nothing but the prior (and the seed) varies; else none."""
+    if any(key not in AXIS_KEYS and not key.startswith("prior.") for key in varied):
+        return []
     placed = [{**row, "place": place(row), **elbo_gap(row)} for row in rows if place(row) is not None]
     return placed if len({row["place"] for row in placed}) >= 2 else []
 

@@ -107,7 +107,7 @@ def report(argv: list[str]) -> None:
         print(skipped)
     write_csv(rows, sweep_dir / "report.csv")
     plots, notes = write_plots(rows, varied, sweep_dir)
-    axis = write_prior_axis(rows, sweep_dir)
+    axis = write_prior_axis(rows, varied, sweep_dir)
     if axis:
         print("\n".join(axis))
         plots.append("prior_axis.png")
@@ -540,12 +540,12 @@ def write_plots(rows: list[dict], varied: list[str], sweep_dir: Path) -> tuple[l
     return written, notes
 
 
-def write_prior_axis(rows: list[dict], sweep_dir: Path) -> list[str]:
+def write_prior_axis(rows: list[dict], varied: list[str], sweep_dir: Path) -> list[str]:
     """prior_axis.png and its table's markdown lines when the runs sit at two places or more of the
-    empirical-Bayes axis (`vaebench.prior_axis`); nothing otherwise."""
+    empirical-Bayes axis and vary nothing else (`vaebench.prior_axis`); nothing otherwise."""
     from vaebench import prior_axis  # it draws with this module's helpers
 
-    placed = prior_axis.axis_rows(rows)
+    placed = prior_axis.axis_rows(rows, varied)
     if not placed:
         return []
     _save(prior_axis.figure(placed), sweep_dir / "prior_axis.png")
