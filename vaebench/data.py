@@ -89,8 +89,9 @@ EVAL_SEED = 1234
 
 def fixed_binarization(x: torch.Tensor) -> torch.Tensor:
     """One Bernoulli image per point, the same in every evaluation of the split (the final metrics,
-    `vaebench eval` and the aggregate-posterior prior see the same images)."""
-    return torch.bernoulli(x, generator=torch.Generator(x.device).manual_seed(EVAL_SEED))
+    `vaebench eval` and the aggregate-posterior prior see the same images), drawn on the CPU so that a
+    run trained on a GPU and evaluated on a CPU sees them too."""
+    return torch.bernoulli(x.cpu(), generator=torch.Generator().manual_seed(EVAL_SEED)).to(x.device)
 
 
 Binarize = Literal["dynamic", "static", "none"]
