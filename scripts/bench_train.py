@@ -213,6 +213,7 @@ def bench_model(name: str, data, args, run_dir: Path, device: torch.device) -> d
     return {
         "samples_per_s": {who: args.steps * BATCH / median(s) for who, s in seconds.items()},
         "ratios": [p / v for v, p in zip(seconds["vaebench"], seconds["plain"])],  # of paired rounds
+        "rounds": {who: [args.steps * BATCH / t for t in s] for who, s in seconds.items()},  # samples/s per round
         "flops": flops["vaebench"],
         "peak_mib": {who: peak_memory_bytes(lambda: step(x), device) / 2**20 for who, (_, step, _) in contenders.items()},
         "params": contenders["vaebench"][2],
