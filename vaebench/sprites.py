@@ -35,7 +35,7 @@ POSITION_RANGE = (0.25, 0.75)
 # Orientations are spread over [0, 90 degrees): a square turned by 90 degrees is the same image, so a
 # wider range would give the square (and the ellipse, at 180) factor values that no image can tell apart.
 ORIENTATION_SPAN = math.pi / 2
-RENDER_VERSION = 1         # part of the cache file's name: a change of the renderer renders afresh
+RENDER_VERSION = 2         # part of the cache file's name: a change of the renderer renders afresh
 
 
 def factor_values(scales: int, orientations: int, positions: int) -> dict[str, np.ndarray]:
@@ -79,8 +79,9 @@ def _ellipse(u, v):
 
 
 def _heart(u, v):
-    # The heart curve (x^2 + y^2 - 1)^3 = x^2 y^3, pointing down (y grows downwards), about 1.2 across.
-    a, b = u / 1.05, -(v + 0.1) / 1.05
+    # The heart curve (x^2 + y^2 - 1)^3 = x^2 y^3, pointing down (y grows downwards), shifted so that its
+    # centroid is the sprite's centre; its area is the square's.
+    a, b = u / 1.05, -(v - 0.308) / 1.05
     return (a * a + b * b - 1) ** 3 - a * a * b ** 3 <= 0
 
 
