@@ -122,6 +122,6 @@ def best_run_traversals(run_dir: Path, row: dict) -> Figure:
     figure = traversal_figure(images, dims, None, row_labels=labels)
     settings = ", ".join(f"{rep.short_name(k)}={rep._setting_text(row.get(k))}" for k in ("beta", "objective", "seed")
                          if row.get(k) is not None)
-    figure.suptitle(f"Traversals of the run with the highest MIG ({row['run']}: {settings}; MIG {row[BEST_BY]:.2f}); "
-                    "rows: the factor a dimension holds most of, and its share of that factor's entropy", fontsize=8)
+    figure.suptitle(f"The run with the highest MIG ({row['run']}: {settings}; MIG {row[BEST_BY]:.2f}).\nEach row: the "
+                    "factor its dimension holds most of, and its share of that factor's entropy", fontsize=8, y=0.995)
     return figure
