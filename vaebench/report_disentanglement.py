@@ -16,6 +16,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from vaebench import report as rep
+from vaebench.disentanglement import FACTOR_VAE_MIN_VARIANCE
 
 PANELS = {  # column -> (title, y label)
     "disentanglement_mig": ("MIG", "mutual information gap"),
@@ -117,7 +118,7 @@ def best_run_traversals(run_dir: Path, row: dict) -> Figure:
         order = sorted(range(len(share)), key=lambda j: (j not in active, -float(share[j])))[:10]
         dims = torch.tensor(order)
         images = decode_top(model, traversal_codes(q_loc, q_scale, dims))
-    labels = [f"z{j}: {factors['factor_of_dim'][j]} {float(share[j]):.2f}" if j in active else f"z{j}: unused"
+    labels = [f"z{j}: {factors['factor_of_dim'][j]} {float(share[j]):.2f}" if j in active else f"z{j}: Var E[z|x] < {FACTOR_VAE_MIN_VARIANCE}"
               for j in order]
     figure = traversal_figure(images, dims, None, row_labels=labels)
     settings = ", ".join(f"{rep.short_name(k)}={rep._setting_text(row.get(k))}" for k in ("beta", "objective", "seed")
