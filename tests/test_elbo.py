@@ -14,6 +14,7 @@ PRIORS = {
     "standard": {"_target_": "vaebench.priors.StandardPrior", "sigma": 1.0},
     "mog": {"_target_": "vaebench.priors.MixturePrior", "K": 3},
     "vamp": {"_target_": "vaebench.priors.VampPrior", "K": 3, "init": "random", "learn_weights": False},
+    "aggregate": {"_target_": "vaebench.priors.AggregatePosteriorPrior", "chunk_size": 7},
 }
 MODELS = {"mlp": "vaebench.models.MLPVAE", "conv": "vaebench.models.ConvVAE", "hvae": "vaebench.models.HVAE"}
 

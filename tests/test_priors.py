@@ -153,3 +153,76 @@ def test_a_float64_expansion_keeps_gradients_and_float32_results():
     assert log_p.dtype == torch.float32
     log_p.sum().backward()
     assert z.grad is not None and prior.loc.grad is not None and torch.isfinite(prior.raw_scale.grad).all()
+
+
+# -- the aggregate posterior of the training split (K = N) ------------------------------------------
+def aggregate_prior(n=50, chunk_size=7, seed=0):
+    from vaebench.models import MLPVAE
+    from vaebench.priors import AggregatePosteriorPrior
+
+    torch.manual_seed(seed)
+    model = MLPVAE((1, 8, 8), latent_dim=3, hidden_dim=16)
+    x = torch.rand(n, 1, 8, 8).bernoulli()
+    model.prior = AggregatePosteriorPrior(3, model.encode, x, chunk_size=chunk_size)
+    return model, x
+
+
+def test_the_aggregate_prior_in_chunks_is_the_mixture_of_every_posterior_with_its_gradients():
+    """The training path (chunked, recomputed in backward) gives the values and the encoder gradients of
+    the plain mixture of all N posteriors; evaluation (no gradients) is that mixture itself."""
+    model, x = aggregate_prior()
+    z = torch.randn(4, 5, 3)
+    p_z = model.prior()
+    q = model.encode(x)
+    reference = DiagonalGaussianMixture(torch.zeros(len(x)), q.loc, q.scale)
+    log_p, marginal = p_z.log_prob(z), p_z.marginal_log_prob(z)
+    assert log_p.shape == (4, 5) and marginal.shape == (4, 5, 3)
+    assert torch.allclose(log_p, reference.log_prob(z), atol=1e-5)
+    assert torch.allclose(marginal, reference.marginal_log_prob(z), atol=1e-5)
+    weights = list(model.encoder.parameters())
+    chunked = torch.autograd.grad(log_p.sum() + marginal.sum(), weights)
+    plain = torch.autograd.grad(reference.log_prob(z).sum() + reference.marginal_log_prob(z).sum(), weights)
+    for a, b in zip(chunked, plain):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        evaluated = model.prior()
+        assert isinstance(evaluated, DiagonalGaussianMixture) and len(evaluated.loc) == len(x)
+        assert torch.allclose(evaluated.log_prob(z), log_p, atol=1e-5)
+
+
+def test_the_aggregate_prior_leaves_no_marginal_kl_on_its_own_points_so_kl_is_mutual_information():
+    """K = N on the training split: KL(q(z) || p(z)) = 0, so KL(q(z|x) || p(z)) = I(n; z) <= log N, within
+    Monte-Carlo error; on other points the marginal KL is positive."""
+    from vaebench.diagnostics import split_report
+
+    model, x = aggregate_prior(n=200, seed=3)
+    for p in model.encoder.parameters():  # informative codes: a mutual information well above 0
+        p.data.mul_(3)
+    train = split_report(model, x, batch_size=64, iw_samples=0, surgery_samples=16)
+    assert abs(train["marginal_kl"]) < 1e-3
+    assert train["mutual_info"] > 1.0 and train["mutual_info"] <= math.log(200) + 1e-6
+    assert abs(train["kl"] - train["mutual_info"]) <= 4 * math.hypot(train["kl_se"], train["mutual_info_se"])
+    other = split_report(model, torch.rand(200, 1, 8, 8).bernoulli(), batch_size=64, iw_samples=0, surgery_samples=16)
+    assert other["marginal_kl"] > 4 * other["marginal_kl_se"]
+
+
+def test_the_aggregate_prior_samples_its_mixture_in_training_too():
+    """The training path's sampler draws a point, then z from its posterior: the mixture's mean and
+    second moment, within 5 standard errors."""
+    model, x = aggregate_prior(n=5, seed=4)
+    p_z = model.prior()  # gradients on: the chunked distribution
+    z = p_z.sample((20000,))
+    with torch.no_grad():
+        q = model.encode(x)
+    mean, second = q.loc.mean(0), (q.loc ** 2 + q.scale ** 2).mean(0)
+    assert z.shape == (20000, 3) and not z.requires_grad
+    assert (z.mean(0) - mean).abs().max() <= 5 * float(z.std(0).max()) / math.sqrt(len(z))
+    assert (z.pow(2).mean(0) - second).abs().max() <= 5 * float(z.pow(2).std(0).max()) / math.sqrt(len(z))
+
+
+def test_the_aggregate_prior_needs_training_points():
+    from vaebench.errors import UserError
+    from vaebench.priors import AggregatePosteriorPrior
+
+    with pytest.raises(UserError, match="prior=aggregate needs the training split"):
+        AggregatePosteriorPrior(3, lambda x: None, None)

@@ -226,7 +226,8 @@ def test_a_beta_sweep_keeps_the_figure_names_users_rely_on(tmp_path):
 def test_a_k_sweep_names_its_figures_by_k(tmp_path):
     write_sweep(tmp_path, [record(K=k, layout="old", se=False) for k in (10, 100, 500)])
     rep.report([str(tmp_path)])
-    assert png_names(tmp_path) == {"rate_distortion.png", "mutual_info_vs_K.png", "marginal_kl_vs_K.png"}
+    # VampPriors at three K are three places of the empirical-Bayes axis as well
+    assert png_names(tmp_path) == {"rate_distortion.png", "mutual_info_vs_K.png", "marginal_kl_vs_K.png", "prior_axis.png"}
 
 
 def test_a_k_axis_draws_a_prior_without_k_as_a_level_line(tmp_path):
@@ -243,7 +244,7 @@ def test_a_k_axis_draws_a_prior_without_k_as_a_level_line(tmp_path):
 def test_a_sweep_over_the_prior_alone_puts_the_priors_side_by_side(tmp_path):
     write_sweep(tmp_path, [record(prior=p, K=500 if p != "standard" else None) for p in ("standard", "vamp", "mog")])
     rep.report([str(tmp_path)])
-    assert "mutual_info_vs_prior.png" in png_names(tmp_path)
+    assert {"mutual_info_vs_prior.png", "prior_axis.png"} <= png_names(tmp_path)
 
 
 def drawn(figure: Figure) -> Figure:
@@ -345,3 +346,22 @@ def test_unfinished_runs_are_counted_and_left_out(tmp_path, capsys):
     write_sweep(tmp_path, [record(beta=1), record(beta=2), record(beta=4, status="diverged")])
     rep.report([str(tmp_path)])
     assert "skipped 1 unfinished run (1 diverged)" in capsys.readouterr().out
+
+
+# -- the empirical-Bayes axis ---------------------------------------------------------------------
+def test_the_prior_axis_orders_priors_by_their_dependence_on_the_data_and_needs_nothing_else_varied():
+    from vaebench import prior_axis
+
+    records = [record(prior="standard", K=None), record(prior="mog", K=500),
+               *(record(prior="vamp", K=k) for k in (1, 10, 500))]
+    aggregate = record(prior="vamp", K=None)
+    aggregate["config"]["choices"]["prior"] = "aggregate"
+    aggregate["train"]["mutual_info_max"] = math.log(4000)
+    rows = rows_of([*records, aggregate])
+    placed = prior_axis.axis_rows(rows, rep.varied_settings(rows))
+    ticks = [row["place"].tick for row in sorted(placed, key=lambda row: row["place"].x)]
+    assert ticks == ["N(0, I)", "MoG", "1", "10", "500", "N = 4,000"]
+    assert [row["place"].family for row in placed][-1] == prior_axis.FIXED
+    # beta varies too: its points would mix betas, so no axis
+    mixed = rows_of(beta_by_prior())
+    assert prior_axis.axis_rows(mixed, rep.varied_settings(mixed)) == []

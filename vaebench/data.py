@@ -70,6 +70,12 @@ class Dataset:
             test_labels=move(self.test_labels),
         )
 
+    def scored(self, name: str) -> torch.Tensor:
+        """The split as every evaluation scores it: dynamically binarised training points as one fixed
+        Bernoulli image each (`fixed_binarization`), the others as they are."""
+        x = self.split(name)
+        return fixed_binarization(x) if name == "train" and self.dynamic_binarize else x
+
     def train_batch(self, index: torch.Tensor) -> torch.Tensor:
         x = self.train[index]
         return bernoulli_image(x) if self.dynamic_binarize else x
@@ -91,6 +97,17 @@ def bernoulli_image(x: torch.Tensor) -> torch.Tensor:
     bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
     u = bits.view(torch.int16)[:n].view(x.shape)  # uniform on -2^15 .. 2^15 - 1
     return (u < x * 65536 - 32768).to(x.dtype)
+
+
+# The seed of every evaluation's randomness (`evaluate.fixed_randomness`) and of the fixed binarisation.
+EVAL_SEED = 1234
+
+
+def fixed_binarization(x: torch.Tensor) -> torch.Tensor:
+    """One Bernoulli image per point, the same in every evaluation of the split (the final metrics,
+    `vaebench eval` and the aggregate-posterior prior see the same images), drawn on the CPU so that a
+    run trained on a GPU and evaluated on a CPU sees them too."""
+    return torch.bernoulli(x.cpu(), generator=torch.Generator().manual_seed(EVAL_SEED)).to(x.device)
 
 
 Binarize = Literal["dynamic", "static", "none"]

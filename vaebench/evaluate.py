@@ -9,8 +9,7 @@ import math
 import torch
 
 from vaebench import elbo
-
-EVAL_SEED = 1234
+from vaebench.data import EVAL_SEED, fixed_binarization
 
 
 @contextlib.contextmanager
@@ -20,12 +19,6 @@ def fixed_randomness(device: torch.device, seed: int = EVAL_SEED):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
-
-
-def fixed_binarization(x: torch.Tensor) -> torch.Tensor:
-    """One Bernoulli image per point, the same in every evaluation of the split (the final metrics
-    and `vaebench eval` score the same images)."""
-    return torch.bernoulli(x, generator=torch.Generator(x.device).manual_seed(EVAL_SEED))
 
 
 def chunks(x: torch.Tensor, size: int):

@@ -20,7 +20,7 @@ from vaebench.config_tree import saved_config
 from vaebench.console import EvaluationProgress
 from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
-from vaebench.evaluate import fixed_binarization, format_estimate
+from vaebench.evaluate import format_estimate
 from vaebench.validate import device_for, validate_config
 
 USAGE = "usage: vaebench eval RUN_DIR [checkpoint=best|last] [eval.split=train|val|test] [eval.max_points=N] [eval.iw_samples=S] [trainer.device=cpu]"
@@ -76,14 +76,11 @@ def evaluate_run(argv: list[str]) -> dict:
     torch.manual_seed(int(cfg.seed))
     data = build_dataset(cfg.dataset, int(cfg.seed))
     split = cfg.eval.split
-    x = data.split(split)
+    x = data.scored(split)  # the train split: the same images as training's final metrics
     if cfg.eval.max_points:
         x = x[: cfg.eval.max_points]
     x = x.to(device)
-    binarize = split == "train" and data.dynamic_binarize
-    if binarize:  # the same images as training's final metrics
-        x = fixed_binarization(x)
-    model = build_model(cfg, data.data_shape, data.train, choices).to(device)
+    model = build_model(cfg, data.data_shape, data.scored("train"), choices).to(device)
     model.load_state_dict(state["model"])
 
     started = time.perf_counter()

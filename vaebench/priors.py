@@ -5,6 +5,8 @@ per call, not once per sample.
 - `StandardPrior`: N(0, sigma^2 I), an `IsotropicNormal`: KL(q || p) is analytic.
 - `MixturePrior`: K learned diagonal Gaussians with softmax weights.
 - `VampPrior`: p(z) = sum_k w_k q(z | u_k) with K learned pseudo-inputs (Tomczak & Welling 2018).
+- `AggregatePosteriorPrior`: p(z) = 1/N sum_n q(z | x_n) over the whole training split, the end of the
+  empirical-Bayes axis (the VampPrior with K = N pseudo-inputs fixed at the data).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Categorical, Distribution, constraints
+from torch.utils.checkpoint import checkpoint
 
 from vaebench.checks import Count, Positive, Unused
 from vaebench.distributions import DiagonalNormal, IsotropicNormal
@@ -185,6 +188,88 @@ class VampPrior(nn.Module):
     def forward(self) -> DiagonalGaussianMixture:
         q_z_given_u = self._encode[0](self.pseudo_inputs)
         return DiagonalGaussianMixture(self.logits, q_z_given_u.loc, q_z_given_u.scale)
+
+
+class AggregatePosteriorPrior(nn.Module):
+    """p(z) = 1/N sum_n q(z | x_n) over all N training points: the aggregate posterior itself, the prior
+    that depends most on the data. On the training split it leaves no marginal KL, so the whole KL is
+    the mutual information I(n; z) <= log N.
+
+    `train_data` is the training split as evaluation scores it (dynamically binarised points as one
+    fixed Bernoulli image each), so the prior is exactly the aggregate whose surgery the final metrics
+    report. In training p(z) carries gradients through the encoder at every x_n: each step encodes
+    the whole split, `chunk_size` points at a time, each chunk recomputed in the backward pass instead
+    of kept (torch.utils.checkpoint), so memory does not grow with N. Evaluation (no gradients)
+    encodes the split once per call and is a plain `DiagonalGaussianMixture` of N components.
+    """
+
+    def __init__(self, latent_dim: int, encode: Callable[[torch.Tensor], DiagonalNormal],
+                 train_data: torch.Tensor | None = None, chunk_size: Count = 1024, K: Annotated[Count | None, Unused()] = None):
+        """`K` is accepted, and ignored (K is N here), so that one sweep grid can set prior.K for every prior."""
+        super().__init__()
+        if train_data is None or len(train_data) == 0:
+            raise UserError("prior=aggregate needs the training split (train_data): it is the mixture of the "
+                            "posteriors of all training points.")
+        if K is not None:
+            log.info(f"prior.K={K} is ignored by the aggregate-posterior prior, whose K is the training split's "
+                     f"size, {len(train_data)}.")
+        self._encode = [encode]  # not a submodule: the model owns the encoder
+        self.latent_dim, self.chunk_size = latent_dim, chunk_size
+        self.register_buffer("inputs", train_data, persistent=False)  # rebuilt from the dataset, not checkpointed
+
+    @property
+    def K(self) -> int:
+        return len(self.inputs)
+
+    def forward(self) -> Distribution:
+        if torch.is_grad_enabled():
+            return EncodedAggregate(self._encode[0], self.inputs, self.latent_dim, self.chunk_size)
+        posteriors = [self._encode[0](block) for block in self.inputs.split(self.chunk_size)]
+        loc, scale = torch.cat([q.loc for q in posteriors]), torch.cat([q.scale for q in posteriors])
+        return DiagonalGaussianMixture(torch.zeros(len(loc), device=loc.device), loc, scale)
+
+
+class EncodedAggregate(Distribution):
+    """1/N sum_n q(z | x_n) with the encoder in the autograd graph, evaluated a chunk of x_n at a time.
+
+    Each chunk's log-densities are one `DiagonalGaussianMixture` of its posteriors under
+    torch.utils.checkpoint: its activations are recomputed in the backward pass, so the memory of a
+    call is that of one chunk, whatever N."""
+
+    arg_constraints = {}
+    support = constraints.real_vector
+    has_rsample = False
+
+    def __init__(self, encode: Callable[[torch.Tensor], DiagonalNormal], inputs: torch.Tensor, latent_dim: int,
+                 chunk_size: int):
+        self.encode, self.inputs, self.chunk_size = encode, inputs, chunk_size
+        super().__init__(batch_shape=torch.Size(), event_shape=torch.Size([latent_dim]), validate_args=False)
+
+    def _over_chunks(self, z: torch.Tensor, per_chunk) -> torch.Tensor:
+        """log 1/N sum_n exp(.) of `per_chunk(mixture of a chunk, z)`, the chunk's log-sum over its points."""
+        flat = z.reshape(-1, z.shape[-1])
+        parts = [checkpoint(self._chunk, flat, block, per_chunk, use_reentrant=False, preserve_rng_state=False)
+                 for block in self.inputs.split(self.chunk_size)]
+        return torch.logsumexp(torch.stack(parts), dim=0) - math.log(len(self.inputs))
+
+    def _chunk(self, flat: torch.Tensor, block: torch.Tensor, per_chunk) -> torch.Tensor:
+        q = self.encode(block)
+        # Zero logits weigh each point 1 / len(block); the caller's 1/N replaces that.
+        mixture = DiagonalGaussianMixture(torch.zeros(len(block), device=block.device), q.loc, q.scale)
+        return per_chunk(mixture, flat) + math.log(len(block))
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return self._over_chunks(z, lambda m, flat: torch.logsumexp(m.component_log_prob(flat), dim=-1)).reshape(z.shape[:-1])
+
+    def marginal_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z_j) of each coordinate under the aggregate's 1-D marginals: shape (*batch, D)."""
+        return self._over_chunks(z, lambda m, flat: torch.logsumexp(m.component_marginal_log_prob(flat), dim=-1).T
+                                 ).reshape(z.shape)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            index = torch.randint(len(self.inputs), torch.Size(sample_shape), device=self.inputs.device)
+            return self.encode(self.inputs[index.reshape(-1)]).sample().reshape(*index.shape, -1)
 
 
 def _data_range(train_data: torch.Tensor | None) -> tuple[float, float]:

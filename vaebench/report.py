@@ -5,7 +5,10 @@ console table, report.csv and report.md, and the plots that compare the runs' te
   rate R = KL(q(z|x) || p(z)), distortion D = -E_q[log p(x|z)], so that -ELBO = R + D;
 - mutual_info_vs_<key>.png, marginal_kl_vs_<key>.png: the two halves of the KL (ELBO surgery)
   against the numeric setting the sweep varied (beta when it varies), one line per value of the
-  other varied settings (e.g. prior and K); seeds are replicates, averaged.
+  other varied settings (e.g. prior and K); seeds are replicates, averaged;
+- prior_axis.png, when the runs' priors lie at two places or more of the empirical-Bayes axis
+  (standard, MoG, VampPrior by K, the aggregate posterior): every term that tells them apart
+  against it (`vaebench.prior_axis`).
 
 The report reads what differs between the runs from their configs, so a sweep over any key (and a
 user's own prior or model) is tabulated and plotted without a list of known names. A sweep still
@@ -37,7 +40,7 @@ SHORT_NAMES = {"prior.K": "K", "model.latent_dim": "latent_dim", "trainer.lr": "
 HEADLINE_SETTINGS = ("prior.K", "beta", "model.latent_dim", "trainer.lr", "seed")
 # Bookkeeping, not part of the experiment: a difference here is not something the sweep varied.
 BOOKKEEPING = {"resume", "trainer.device", "trainer.progress"}
-PRIOR_NAMES = {"standard": "standard", "vamp": "VampPrior", "mog": "MoG"}
+PRIOR_NAMES = {"standard": "standard", "vamp": "VampPrior", "mog": "MoG", "aggregate": "aggregate posterior"}
 AXIS_NAMES = {"beta": "β (weight of the KL)", "prior.K": "K (prior components)",
               "model.latent_dim": "latent dimensions", "model.hidden_dim": "hidden units",
               "trainer.lr": "learning rate", "trainer.epochs": "epochs", "trainer.batch_size": "batch size"}
@@ -113,9 +116,13 @@ def report(argv: list[str]) -> None:
         print(skipped)
     write_csv(rows, sweep_dir / "report.csv")
     plots, notes = write_plots(rows, varied, sweep_dir)
+    axis = write_prior_axis(rows, varied, sweep_dir)
+    if axis:
+        print("\n".join(axis))
+        plots.append("prior_axis.png")
     for note in notes:
         print(note)
-    write_markdown(rows, varied, plots, [skipped, *notes] if skipped else notes, sweep_dir / "report.md")
+    write_markdown(rows, varied, plots, [skipped, *notes] if skipped else notes, sweep_dir / "report.md", axis)
     print(f"Wrote {', '.join(['report.csv', 'report.md', *plots])} in {sweep_dir}")
 
 
@@ -429,7 +436,8 @@ def _csv_value(value):
     return _setting_text(value) if isinstance(value, tuple) else value
 
 
-def write_markdown(rows: list[dict], varied: list[str], plots: list[str], notes: list[str], path: Path) -> None:
+def write_markdown(rows: list[dict], varied: list[str], plots: list[str], notes: list[str], path: Path,
+                   sections: list[str] = ()) -> None:
     cells = table_cells(rows, varied)
     shared = shared_line(rows, varied)
     lines = [f"# Sweep report: {path.parent.resolve().name}", "",
@@ -439,6 +447,7 @@ def write_markdown(rows: list[dict], varied: list[str], plots: list[str], notes:
     lines += ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
     lines += ["| " + " | ".join(line) + " |" for line in cells[1:]]
     lines += [""] + [f"- {note}" for note in notes] + ([""] if notes else [])
+    lines += [*sections]
     lines += [f"![{Path(plot).stem}]({plot})" for plot in plots]
     everything = shared_settings(rows, varied, headline_only=False)
     lines += ["", "<details><summary>Every setting the runs share</summary>", ""]
@@ -542,6 +551,18 @@ def write_plots(rows: list[dict], varied: list[str], sweep_dir: Path) -> tuple[l
 
     more, more_notes = disentanglement_plots(rows, axes, sweep_dir)
     return written + more, notes + more_notes
+
+
+def write_prior_axis(rows: list[dict], varied: list[str], sweep_dir: Path) -> list[str]:
+    """prior_axis.png and its table's markdown lines when the runs sit at two places or more of the
+    empirical-Bayes axis and vary nothing else (`vaebench.prior_axis`); nothing otherwise."""
+    from vaebench import prior_axis  # it draws with this module's helpers
+
+    placed = prior_axis.axis_rows(rows, varied)
+    if not placed:
+        return []
+    _save(prior_axis.figure(placed), sweep_dir / "prior_axis.png")
+    return prior_axis.markdown_table(placed)
 
 
 def term_figure(rows: list[dict], axes: PlotAxes, term: str, bound: float | None = None) -> Figure:

@@ -31,7 +31,7 @@ from vaebench.config_tree import config_dir, saved_config
 from vaebench.console import EvaluationProgress
 from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
-from vaebench.evaluate import as_floats, format_estimate, split_terms
+from vaebench.evaluate import format_estimate
 from vaebench.pictures import log_pictures
 from vaebench.trainer import Stop, Trainer
 from vaebench.validate import device_for, validate_config, validate_data
@@ -45,6 +45,7 @@ HPARAMS_METRICS = {
     "test/log_likelihood": "test log p(x)", "val/elbo": "val ELBO", "val/kl": "val rate (KL)",
     "val/mutual_info": "val I(n;z)", "val/marginal_kl": "val KL(q(z)||p(z))",
     "val/reconstruction": "val E[log p(x|z)]", "val/active_units": "val active units", "test/elbo": "test ELBO",
+    "train/elbo": "train ELBO", "train/mutual_info": "train I(n;z)", "train/marginal_kl": "train KL(q(z)||p(z))",
 }
 # Beside those, for data with known factors (dataset=sprites, dsprites): metrics.json's "disentanglement" block.
 DISENTANGLEMENT_HPARAMS = {"disentanglement/mig": "MIG", "disentanglement/factor_vae_score": "FactorVAE score",
@@ -179,7 +180,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) ->
     _seed_everything(int(cfg.seed))
     device = device_for(cfg)
     data = build_dataset(cfg.dataset, int(cfg.seed), entry_of("dataset", choices)).to(device)
-    model = build_model(cfg, data.data_shape, data.train, choices).to(device)
+    model = build_model(cfg, data.data_shape, data.scored("train"), choices).to(device)
     validate_data(model, data, choices)
     with torch.no_grad():
         for note in prior_notes(model.prior(), entry_of("prior", choices, type(model.prior).__name__)):
@@ -243,8 +244,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) ->
             sys.exit(3)
         return {"status": stop.status}
 
-    log.info(f"Evaluating the best checkpoint (epoch {trainer.progress.best_epoch}): every term on train, val and "
-             f"test, the ELBO surgery on val and test, log p(x) from {cfg.eval.iw_samples} importance samples on test.")
+    log.info(f"Evaluating the best checkpoint (epoch {trainer.progress.best_epoch}): every term and the ELBO "
+             f"surgery on train, val and test, log p(x) from {cfg.eval.iw_samples} importance samples on test.")
     metrics = final_metrics(model, data, cfg, run_dir, device)
     metrics.update(disentanglement_record(model, data, cfg, board, trainer.progress.step))
     board.single_values("final", {tag: metrics[split][term] for tag in HPARAMS_METRICS
@@ -268,15 +269,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) ->
 
 
 def final_metrics(model, data, cfg, run_dir: Path, device) -> dict:
-    """Every term on every split from the best checkpoint (best validation ELBO); the surgery terms
-    on val and test, and the importance-weighted log p(x) on test."""
+    """Every term and the surgery on every split from the best checkpoint (best validation ELBO), and the
+    importance-weighted log p(x) on test. The training split's surgery shows what a prior fitted to
+    the data hides there (the aggregate posterior's marginal KL is 0 on its own points only)."""
     best = run_dir / "checkpoints" / "best.pt"
     if best.exists():
         model.load_state_dict(checkpoint.load(best, device)["model"])
-    # The train split gets the ELBO terms only: its surgery would pair every one of its points.
-    metrics = {"train": as_floats(split_terms(model, data.train, cfg.eval.batch_size, binarize=data.dynamic_binarize))}
     draws = cfg.eval.surgery_samples
-    metrics["val"] = split_report(model, data.val, cfg.eval.batch_size, iw_samples=0, surgery_samples=draws)
+    metrics = {split: split_report(model, data.scored(split), cfg.eval.batch_size, iw_samples=0, surgery_samples=draws)
+               for split in ("train", "val")}
     with EvaluationProgress(len(data.test), f"test log p(x), {cfg.eval.iw_samples} samples per point") as progress:
         metrics["test"] = split_report(model, data.test, cfg.eval.batch_size, cfg.eval.iw_samples, surgery_samples=draws,
                                        on_points=progress.update)
