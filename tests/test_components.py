@@ -34,7 +34,7 @@ def test_every_shipped_entry_fits_the_class_it_names(group):
     entries = sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
     assert entries
     for entry in entries:
-        overrides = [f"{group}={entry}"] + (["dataset.path=x.npz"] if entry == "npz" else [])
+        overrides = [f"{group}={entry}"] + (["dataset.path=x.npz"] if entry in ("npz", "dsprites") else [])
         check_component(composed(*overrides)[group], group, f"{group}={entry}")
 
 

@@ -23,6 +23,20 @@ LAROCHELLE_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_
 
 
 @dataclass
+class Factors:
+    """The known generative factors of a dataset's points: each point's class of each factor, per
+    split, shaped (N, n_factors), with the factors' names and numbers of classes."""
+    names: tuple[str, ...]
+    sizes: tuple[int, ...]
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+
+    def split(self, name: str) -> torch.Tensor:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+@dataclass
 class Dataset:
     name: str
     train: torch.Tensor
@@ -34,6 +48,8 @@ class Dataset:
     # Dynamic binarisation draws a fresh Bernoulli image every time a training point is used;
     # validation and test are binarised once, so their scores compare across epochs and runs.
     dynamic_binarize: bool = False
+    # Data with known generative factors (vaebench.sprites) carry them here; the disentanglement metrics read them.
+    factors: Factors | None = None
 
     @property
     def data_shape(self) -> tuple[int, ...]:

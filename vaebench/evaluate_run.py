@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from vaebench import checkpoint
+from vaebench import checkpoint, disentanglement
 from vaebench.board import Board
 from vaebench.cpu_math import use_fast_cpu_math
 from vaebench.components import build_dataset, build_model
@@ -32,7 +32,9 @@ HEADLINE_TERMS = ("elbo", "reconstruction", "kl", "log_likelihood", "mutual_info
 HELP = f"""{USAGE}
 
 Every ELBO term, the ELBO surgery, total correlation, active units and the importance-weighted
-log p(x) of a trained run, on one split, from its best (or last) checkpoint. Each evaluation is
+log p(x) of a trained run, on one split, from its best (or last) checkpoint; for data with known
+factors (dataset=sprites, dsprites) also MIG, the FactorVAE score and DCI, on every split's points
+(up to 10,000), whatever the split. Each evaluation is
 kept: RUN_DIR/evals/<split>_<checkpoint>_<points>points_<S>iw.json (a repeat gets -2, -3, ...),
 and its headline terms go to the run's TensorBoard, as dots in the sub-run eval/ beside the
 training curves of <split>/<term>.
@@ -86,16 +88,22 @@ def evaluate_run(argv: list[str]) -> dict:
     with EvaluationProgress(len(x), f"{split} log p(x), {cfg.eval.iw_samples} samples per point") as progress:
         terms = split_report(model, x, cfg.eval.batch_size, cfg.eval.iw_samples, cfg.eval.surgery_samples,
                              on_points=progress.update)
+    factors = disentanglement.of_model(model, data, cfg.eval.batch_size)  # every split's points, not eval.split's
     seconds = time.perf_counter() - started
 
     result = {"split": split, "points": len(x), "checkpoint": str(path), "epoch": state["epoch"],
               "step": state["step"], "iw_samples": cfg.eval.iw_samples, "seconds": seconds, split: terms}
+    if factors:
+        result["disentanglement"], result["latent_factors"] = factors
     out = _unused_path(run_dir / "evals" / f"{split}_{which}_{len(x)}points_{cfg.eval.iw_samples}iw.json")
     out.write_text(json.dumps(result, indent=2))
     if "board_dir" in state:
         board = Board(run_dir / state["board_dir"])
         board.single_values("eval", {f"{split}/{term}": value for term, value in terms.items()
                                      if term in HEADLINE_TERMS}, state["step"])
+        if factors:
+            board.single_values("eval", {f"disentanglement/{name}": factors[0][name]
+                                         for name in disentanglement.METRIC_NAMES}, state["step"])
         board.close()
     _print_table(result, terms, out)
     return result
@@ -144,4 +152,6 @@ def _print_table(result: dict, terms: dict, out: Path) -> None:
     width = max(map(len, names))
     for name in names:  # an estimate as `value ± se`
         print(f"  {name:<{width}}  {format_estimate(terms, name, width=22)}")
+    if "disentanglement" in result:
+        print("\n".join(disentanglement.summary_lines(result["disentanglement"], result["latent_factors"])))
     print(f"Wrote {out}")

@@ -19,6 +19,8 @@ from vaebench.distributions import DiagonalNormal
 from vaebench.checks import Count
 from vaebench.errors import UserError
 from vaebench.nets import (
+    BurgessDecoder,
+    BurgessEncoder,
     ConvDecoder,
     ConvEncoder,
     GaussianHead,
@@ -109,6 +111,25 @@ class ConvVAE(VAE):
             )
         super().__init__(ConvEncoder(data_shape, hidden_dim, latent_dim, channels),
                          ConvDecoder(data_shape, hidden_dim, latent_dim, channels),
+                         Likelihood(likelihood, data_shape, gaussian_variance), latent_dim)
+
+
+class BurgessVAE(VAE):
+    """The convolutional beta-VAE of Burgess et al. 2018 (dSprites): 64x64 images (32x32 with one
+    convolution fewer each way), 10 latents."""
+
+    SIDES = (32, 64)
+
+    def __init__(self, data_shape, latent_dim: Count = 10, hidden_dim: Count = 256, channels: Count = 32,
+                 likelihood: LikelihoodKind = "bernoulli", gaussian_variance: GaussianVariance = "pixel"):
+        if len(data_shape) != 3 or data_shape[1] != data_shape[2] or data_shape[1] not in self.SIDES:
+            raise UserError(
+                f"model=conv64 needs square images of 64x64 or 32x32 pixels, shaped (C,H,W); this dataset's points "
+                f"have shape {tuple(data_shape)}. Use dataset=sprites (dataset.size=64 or 32) or dataset=dsprites, "
+                "or model=conv (28x28, 32x32) or model=mlp for other images."
+            )
+        super().__init__(BurgessEncoder(data_shape, hidden_dim, latent_dim, channels),
+                         BurgessDecoder(data_shape, hidden_dim, latent_dim, channels),
                          Likelihood(likelihood, data_shape, gaussian_variance), latent_dim)
 
 

@@ -97,6 +97,46 @@ class ConvDecoder(nn.Module):
         return self.net(z)
 
 
+class BurgessEncoder(nn.Module):
+    """Burgess et al. 2018 ("Understanding disentangling in beta-VAE"), appendix A.1: 4x4 stride-2
+    convolutions of `channels` channels down to 4x4 (four for 64x64 images, three for 32x32), then two
+    dense layers of `hidden_dim` units."""
+
+    def __init__(self, data_shape, hidden_dim: int, latent_dim: int, channels: int):
+        super().__init__()
+        c, h, _ = data_shape
+        layers: list[nn.Module] = []
+        for i in range(int(math.log2(h // 4))):
+            layers += [nn.Conv2d(c if i == 0 else channels, channels, 4, 2, 1), nn.ReLU()]
+        self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * 16, hidden_dim), nn.ReLU(),
+                                  nn.Linear(hidden_dim, hidden_dim), nn.ReLU())
+        self.head = GaussianHead(hidden_dim, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> DiagonalNormal:
+        return self.head(self.body(x))
+
+
+class BurgessDecoder(nn.Module):
+    """The encoder's mirror: two dense layers, then 4x4 stride-2 transposed convolutions up from 4x4."""
+
+    def __init__(self, data_shape, hidden_dim: int, latent_dim: int, channels: int):
+        super().__init__()
+        c, h, _ = data_shape
+        n = int(math.log2(h // 4))
+        layers: list[nn.Module] = [nn.Linear(latent_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim),
+                                   nn.ReLU(), nn.Linear(hidden_dim, channels * 16), nn.ReLU(),
+                                   nn.Unflatten(1, (channels, 4, 4))]
+        for i in range(n):
+            last = i == n - 1
+            layers.append(nn.ConvTranspose2d(channels, c if last else channels, 4, 2, 1))
+            if not last:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
 class Likelihood(nn.Module):
     """Turns decoder output into p(x|z): Bernoulli(logits), or Gaussian(mean) with a learned
     variance per pixel or one shared by all pixels."""

@@ -79,9 +79,11 @@ def decode_top(model, z_top: torch.Tensor) -> torch.Tensor:
     return model.likelihood.mean(model.decoder_output(latents))
 
 
-def traversal_figure(images: torch.Tensor, dims: torch.Tensor, kl_per_dim: torch.Tensor | None):
-    """The traversal grid with its labels: each row names its dimension (and that dimension's KL), each
-    column the offset from the aggregate posterior's mean, in its standard deviations."""
+def traversal_figure(images: torch.Tensor, dims: torch.Tensor, kl_per_dim: torch.Tensor | None,
+                     row_labels: list[str] | None = None):
+    """The traversal grid with its labels: each row names its dimension (and that dimension's KL, or
+    the caller's `row_labels`), each column the offset from the aggregate posterior's mean, in its
+    standard deviations."""
     from matplotlib.figure import Figure
     from torchvision.utils import make_grid
 
@@ -89,14 +91,15 @@ def traversal_figure(images: torch.Tensor, dims: torch.Tensor, kl_per_dim: torch
     grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=TRAVERSAL_STEPS, padding=1, pad_value=0.5)
     height, width = grid.shape[1:]
     figure = Figure(figsize=(1.2 + TRAVERSAL_STEPS * 0.62, 0.9 + rows * 0.62), dpi=100)
-    ax = figure.add_axes((0.16, 0.08, 0.82, 0.86))
+    left = 0.16 if row_labels is None else 0.24  # room for longer labels
+    ax = figure.add_axes((left, 0.08, 0.98 - left, 0.86))
     ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
     offsets = torch.linspace(-TRAVERSAL_SIGMAS, TRAVERSAL_SIGMAS, TRAVERSAL_STEPS)
     ax.set_xticks([(i + 0.5) * width / TRAVERSAL_STEPS for i in range(TRAVERSAL_STEPS)],
                   [f"{float(o):+.1f}" for o in offsets], fontsize=7)
     kl = None if kl_per_dim is None else torch.as_tensor(kl_per_dim).cpu()
-    ax.set_yticks([(r + 0.5) * height / rows for r in range(rows)],
-                  [f"z{int(d)}" + ("" if kl is None else f"  KL {float(kl[d]):.1f}") for d in dims.cpu()], fontsize=7)
+    labels = row_labels or [f"z{int(d)}" + ("" if kl is None else f"  KL {float(kl[d]):.1f}") for d in dims.cpu()]
+    ax.set_yticks([(r + 0.5) * height / rows for r in range(rows)], labels, fontsize=7)
     ax.tick_params(length=0)
     ax.set_xlabel("offset from the mean of q(z_j), in its standard deviations", fontsize=8)
     for side in ax.spines.values():

@@ -57,10 +57,19 @@ METRIC_HEADERS = {
     "val_elbo": "ELBO", "val_reconstruction": "recon", "val_kl": "KL", "val_mutual_info": "I(n;z)",
     "val_marginal_kl": "KL(q(z)||p(z))", "val_active_units": "active", "test_log_likelihood": "test log p(x)",
 }
+# Data with known factors add metrics.json's "disentanglement" block (vaebench.disentanglement); its
+# columns appear where some run has them.
+ALWAYS_IN_CSV = tuple(METRIC_COLUMNS)
+METRIC_COLUMNS |= {"disentanglement_mig": ("disentanglement", "mig"),
+                   "disentanglement_factor_vae_score": ("disentanglement", "factor_vae_score"),
+                   "disentanglement_dci_disentanglement": ("disentanglement", "dci_disentanglement")}
+METRIC_HEADERS |= {"disentanglement_mig": "MIG", "disentanglement_factor_vae_score": "FactorVAE",
+                   "disentanglement_dci_disentanglement": "DCI-D"}
 COUNT_COLUMNS = {"val_active_units"}
 TABLE_NOTE = "nats per data point on the validation split, log p(x) on the test split"
 SE_NOTE = "; ± 1 Monte-Carlo SE"
 SPLITS = ("train", "val", "test")
+BLOCKS = (*SPLITS, "disentanglement")  # the blocks of metrics.json whose terms become `<block>_<term>` columns
 TERM_PLOTS = {  # term -> (title, symbol)
     "mutual_info": ("Mutual information", "I_q(n; z)"),
     "marginal_kl": ("Marginal KL", "KL(q(z) || p(z))"),
@@ -221,7 +230,7 @@ def table_row(run: Run) -> dict:
     """Every setting and every term of one run: settings by dotted key, terms as `<split>_<term>`
     and their standard errors as `<split>_<term>_se` where the run recorded them."""
     row = {"run": run.folder, **run_settings(run.metrics.get("config", {}))}
-    for split in SPLITS:
+    for split in BLOCKS:
         for term, value in (run.metrics.get(split) or {}).items():
             row[f"{split}_{term}"] = value
     return row
@@ -235,7 +244,7 @@ def _by_val_elbo(row: dict) -> tuple:
 def setting_keys(rows: list[dict]) -> list[str]:
     """The settings of the rows: the groups (prior, model, ...) first, then the headline settings,
     then the rest A-Z."""
-    terms = tuple(f"{split}_" for split in SPLITS)
+    terms = tuple(f"{split}_" for split in BLOCKS)
     keys = list(dict.fromkeys(k for row in rows for k in row if k != "run" and not k.startswith(terms)))
     groups = [key for key in keys if is_group(rows, key)]
     headline = [key for key in HEADLINE_SETTINGS if key in keys]
@@ -398,18 +407,19 @@ def format_table(rows: list[dict], varied: list[str]) -> str:
 def table_note(rows: list[dict]) -> str:
     """The units and splits, and what a ± means where some cell has one."""
     has_se = any(row.get(f"{column}_se") is not None for row in rows for column in METRIC_COLUMNS)
-    return TABLE_NOTE + (SE_NOTE if has_se else "")
+    factors = any(row.get("disentanglement_mig") is not None for row in rows)
+    return TABLE_NOTE + (", disentanglement on every split's points" if factors else "") + (SE_NOTE if has_se else "")
 
 
 def csv_columns(rows: list[dict]) -> list[str]:
     """Every column: the settings, then each term with its standard error beside it."""
     settings = setting_keys(rows)
-    terms = list(dict.fromkeys([*METRIC_COLUMNS, *(k for row in rows for k in row if k.startswith(tuple(f"{s}_" for s in SPLITS)))]))
+    terms = list(dict.fromkeys([*METRIC_COLUMNS, *(k for row in rows for k in row if k.startswith(tuple(f"{s}_" for s in BLOCKS)))]))
     values = [t for t in terms if not t.endswith("_se") or t[:-3] not in terms]
     ordered = []
     for term in values:
         ordered += [term] + ([f"{term}_se"] if f"{term}_se" in terms else [])
-    return ["run", *settings, *(t for t in ordered if any(row.get(t) is not None for row in rows) or t in METRIC_COLUMNS)]
+    return ["run", *settings, *(t for t in ordered if any(row.get(t) is not None for row in rows) or t in ALWAYS_IN_CSV)]
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -537,7 +547,10 @@ def write_plots(rows: list[dict], varied: list[str], sweep_dir: Path) -> tuple[l
         bound = max(bounds) if term == "mutual_info" and bounds else None
         _save(term_figure(rows, axes, term, bound), sweep_dir / name)
         written.append(name)
-    return written, notes
+    from vaebench.report_disentanglement import disentanglement_plots
+
+    more, more_notes = disentanglement_plots(rows, axes, sweep_dir)
+    return written + more, notes + more_notes
 
 
 def write_prior_axis(rows: list[dict], varied: list[str], sweep_dir: Path) -> list[str]:

@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vaebench import checkpoint
+from vaebench import checkpoint, disentanglement
 from vaebench.board import Board
 from vaebench.checks import unused_arguments
 from vaebench.collapse import CollapseWatch, dimensions_in_use
@@ -47,6 +47,9 @@ HPARAMS_METRICS = {
     "val/reconstruction": "val E[log p(x|z)]", "val/active_units": "val active units", "test/elbo": "test ELBO",
     "train/elbo": "train ELBO", "train/mutual_info": "train I(n;z)", "train/marginal_kl": "train KL(q(z)||p(z))",
 }
+# Beside those, for data with known factors (dataset=sprites, dsprites): metrics.json's "disentanglement" block.
+DISENTANGLEMENT_HPARAMS = {"disentanglement/mig": "MIG", "disentanglement/factor_vae_score": "FactorVAE score",
+                           "disentanglement/dci_disentanglement": "DCI disentanglement"}
 
 
 # A resumed run writes into its own folder again and keeps the .hydra/ config of its first start.
@@ -211,7 +214,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) ->
         trainer.load_state(state)
         log.info(f"Resuming {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
     else:
-        board.hparams(_hparams(cfg, choices, model, overrides), HPARAMS_METRICS)
+        board.hparams(_hparams(cfg, choices, model, overrides),
+                      {**HPARAMS_METRICS, **(DISENTANGLEMENT_HPARAMS if data.factors is not None else {})})
     what = (f"{entry_of('model', choices, type(model).__name__)} with {entry_of('prior', choices, type(model.prior).__name__)}, "
             f"{_objective_text(cfg, choices)}, beta={cfg.beta}, on {entry_of('dataset', choices, data.name)} "
             f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}")
@@ -243,6 +247,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) ->
     log.info(f"Evaluating the best checkpoint (epoch {trainer.progress.best_epoch}): every term and the ELBO "
              f"surgery on train, val and test, log p(x) from {cfg.eval.iw_samples} importance samples on test.")
     metrics = final_metrics(model, data, cfg, run_dir, device)
+    metrics.update(disentanglement_record(model, data, cfg, board, trainer.progress.step))
     board.single_values("final", {tag: metrics[split][term] for tag in HPARAMS_METRICS
                                   for split, term in [tag.split("/")] if term in metrics[split]}, trainer.progress.step)
     board.text("summary", final_table_markdown(metrics, trainer.progress.best_epoch), trainer.progress.step)
@@ -403,4 +408,18 @@ def _log_summary(result: dict, run_dir: Path, board_dir: Path, multirun: bool) -
     lines += [f"  {t:<18}" + "".join(format_estimate(result[split], t) for split in splits) for t in terms]
     lines += [f"\nOutputs:      {run_dir}  (metrics.json, checkpoints/best.pt, checkpoints/last.pt, train.log)",
               f"TensorBoard:  tensorboard --logdir {run_dir if not multirun else run_dir.parent}"]
+    if "disentanglement" in result:
+        lines[-2:-2] = ["", *disentanglement.summary_lines(result["disentanglement"], result["latent_factors"])]
     log.info("\n".join(lines))
+
+
+def disentanglement_record(model, data, cfg, board: Board, step: int) -> dict:
+    """For data with known factors, the best checkpoint's MIG, FactorVAE score and DCI (metrics.json's
+    "disentanglement" block, which factor each dimension holds in "latent_factors"); {} otherwise."""
+    if data.factors is None:
+        return {}
+    log.info("Disentanglement metrics of the posterior means: MIG, FactorVAE score, DCI.")
+    scalars, details = disentanglement.of_model(model, data, cfg.eval.batch_size)
+    board.single_values("final", {f"disentanglement/{name}": scalars[name] for name in disentanglement.METRIC_NAMES}, step)
+    board.text("disentanglement", "\n\n".join(disentanglement.summary_lines(scalars, details)), step)
+    return {"disentanglement": scalars, "latent_factors": details}
