@@ -184,8 +184,6 @@ def bench_train_rates(name: str, rounds: int, device, run_dir: Path) -> list[flo
 def interleaved(name: str, cycles: int, data_overrides: list[str], device, run_dir: Path) -> dict:
     """Epoch by epoch in this process: the trainer's epoch (no evaluation), the plain loop's epoch on the
     same training tensor, a matrix product. Returns per-contender lists of (samples/s, counters)."""
-    import torch
-
     import bench_train
     from benchutil import matmul_gflops, synchronize
     from vaebench.components import build_dataset
@@ -243,8 +241,6 @@ def main() -> None:
         return
     args = parser.parse_args()
     env_extra = dict(e.split("=", 1) for e in args.env)
-
-    import torch
 
     from benchutil import describe, matmul_gflops, pick_device
 
