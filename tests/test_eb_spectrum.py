@@ -83,6 +83,15 @@ def test_the_aggregate_prior_run_reports_no_marginal_kl_on_its_training_split(ax
     assert by_prior["standard"]["train"]["marginal_kl"] > 4 * by_prior["standard"]["train"]["marginal_kl_se"]
 
 
+def test_the_hparams_name_each_runs_place_on_the_axis(axis_sweep):
+    """TensorBoard's HParams table tells the places apart by name (6_data_K500 and 5_vamp_K500 share prior and K)."""
+    from tests.test_sweeps import board, session_hparams
+
+    sweep, _ = axis_sweep
+    places = {session_hparams(board(run))["spectrum"] for run in run_dirs(sweep.parents[3])}
+    assert places == {"0_standard", "2_vamp_K1", "7_aggregate"}
+
+
 def test_the_report_draws_the_axis_and_tabulates_it_left_to_right(axis_sweep):
     sweep, stdout = axis_sweep
     assert (sweep / "prior_axis.png").read_bytes()[:8] == PNG_SIGNATURE

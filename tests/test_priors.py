@@ -127,6 +127,21 @@ def test_mixture_log_density_is_accurate_for_sharp_components(smallest_scale, la
     assert (m.marginal_log_prob(z).double() - marginals).abs().max() <= 1e-3
 
 
+def test_a_mixture_writes_blocks_of_log_densities_into_the_callers_buffer():
+    """With `out`, the joint and marginal component log-densities of each block are the same numbers,
+    written into one buffer the caller reuses (what keeps a 50,000-point surgery's memory flat)."""
+    torch.manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        mixture = DiagonalGaussianMixture(torch.randn(30), torch.randn(30, 4), torch.rand(30, 4) + 0.1, dtype)
+        buffer = torch.empty(10 * 30 * 4)
+        for z in (torch.randn(10, 4), torch.randn(3, 4)):  # a full block, then a last, shorter one
+            joint = mixture.component_log_prob(z, out=buffer)
+            assert joint.data_ptr() == buffer.data_ptr() and torch.equal(joint, mixture.component_log_prob(z))
+            marginal = mixture.component_marginal_log_prob(z, out=buffer)
+            assert marginal.data_ptr() == buffer.data_ptr()
+            assert torch.equal(marginal, mixture.component_marginal_log_prob(z))
+
+
 def test_the_aggregate_keeps_float32_only_where_it_is_accurate():
     """aggregate_log_density picks float32 for broad posteriors and float64 for sharp ones; both within
     1e-3 nats per point of the float64 reference."""
@@ -188,6 +203,37 @@ def test_the_aggregate_prior_in_chunks_is_the_mixture_of_every_posterior_with_it
         evaluated = model.prior()
         assert isinstance(evaluated, DiagonalGaussianMixture) and len(evaluated.loc) == len(x)
         assert torch.allclose(evaluated.log_prob(z), log_p, atol=1e-5)
+
+
+def test_the_aggregate_prior_backpropagates_only_through_points_that_carry_weight_at_sharp_posteriors():
+    """At sharp posteriors most points have a negligible responsibility for every z of the step: the
+    training path encodes only the others with gradients, and its value and encoder gradients are
+    still those of the mixture of all N posteriors (each encoded in the same chunks), to float32."""
+    model, x = aggregate_prior(n=200, seed=3)
+    for p in model.encoder.parameters():
+        p.data.mul_(3)
+    last_layer = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    last_layer.bias.data[3:] -= 3.0  # posterior scales about 0.06, locations spread about 1.3
+    encode, encoded_with_gradients = model.prior._encode[0], []
+
+    def counting_encode(block):
+        if torch.is_grad_enabled():
+            encoded_with_gradients.append(len(block))
+        return encode(block)
+
+    model.prior._encode[0] = counting_encode
+    with torch.no_grad():
+        z = model.encode(x).sample()[:20]
+    log_p = model.prior().log_prob(z)
+    assert 0 < sum(encoded_with_gradients) < len(x) / 2
+    posteriors = [encode(block) for block in x.split(7)]
+    reference = DiagonalGaussianMixture(torch.zeros(len(x)), torch.cat([q.loc for q in posteriors]),
+                                        torch.cat([q.scale for q in posteriors])).log_prob(z)
+    assert torch.allclose(log_p, reference, atol=1e-5)
+    weights = list(model.encoder.parameters())
+    pruned, full = torch.autograd.grad(log_p.sum(), weights), torch.autograd.grad(reference.sum(), weights)
+    for a, b in zip(pruned, full):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
 
 
 def test_the_aggregate_prior_leaves_no_marginal_kl_on_its_own_points_so_kl_is_mutual_information():

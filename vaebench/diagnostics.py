@@ -70,7 +70,8 @@ def aggregate_log_density(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tenso
     Each chunk of rows of the (M, N) pairwise log-densities is one matrix product (the mixture's)."""
     mixture = DiagonalGaussianMixture(torch.zeros(len(loc), device=loc.device), loc, scale, expansion_dtypes(loc, scale)[0])
     rows = max(1, _pairwise_budget(z.device) // len(loc))
-    return torch.cat([_logsumexp_(mixture.component_log_prob(block)) for block in chunks(z, rows)])
+    buffer = torch.empty(rows * len(loc), device=z.device)  # one for every block: no heap churn
+    return torch.cat([_logsumexp_(mixture.component_log_prob(block, out=buffer)) for block in chunks(z, rows)])
 
 
 def aggregate_marginal_log_density(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -80,7 +81,8 @@ def aggregate_marginal_log_density(z: torch.Tensor, loc: torch.Tensor, scale: to
     n, d = loc.shape
     mixture = DiagonalGaussianMixture(torch.zeros(n, device=loc.device), loc, scale, expansion_dtypes(loc, scale)[1])
     rows = max(1, _pairwise_budget(z.device) // (n * d))
-    return torch.cat([_logsumexp_(mixture.component_marginal_log_prob(block)).T for block in chunks(z, rows)])
+    buffer = torch.empty(rows * n * d, device=z.device)
+    return torch.cat([_logsumexp_(mixture.component_marginal_log_prob(block, out=buffer)).T for block in chunks(z, rows)])
 
 
 # Points whose samples estimate TC and the dimension-wise KL. Their aggregate marginals still mix

@@ -314,7 +314,8 @@ def _board_name(cfg: DictConfig, overrides: list[str]) -> str:
     return name or "defaults"
 
 
-GROUP_KEYS = ("dataset", "model", "prior", "trainer", "eval", "experiment")
+# Config groups whose chosen entry, not a value, is what a run shows (`spectrum`: a place on the prior axis).
+GROUP_KEYS = ("dataset", "model", "prior", "trainer", "eval", "experiment", "spectrum")
 NOT_IN_NAMES = ("resume", "trainer.device", "trainer.epochs", "trainer.progress", "hydra", "eval.")
 
 
