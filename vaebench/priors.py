@@ -280,8 +280,8 @@ class EncodedAggregate(Distribution):
     backward pass over all of it (scripts/bench_aggregate_prior.py).
 
     The points are encoded `chunk_size` at a time, those with gradients under torch.utils.checkpoint
-    (recomputed in the backward pass), and z in blocks of rows: the memory of a call is bounded
-    whatever N."""
+    (recomputed in the backward pass), and z in blocks of rows: beside the N posteriors' locations and
+    scales, a call holds one chunk's activations and one block's log-densities, whatever N."""
 
     arg_constraints = {}
     support = constraints.real_vector
@@ -316,12 +316,16 @@ class EncodedAggregate(Distribution):
         # The value and its z-gradient, over all N; each block's (rows, N) matrix is recomputed in backward.
         log_p = torch.cat([checkpoint(_log_sum, mixture, block, use_reentrant=False) for block in flat.split(rows)])
         with torch.no_grad():
-            responsibility = torch.cat([(mixture.component_log_prob(block) - total.unsqueeze(1)).exp()
-                                        for block, total in zip(flat.split(rows), log_p.split(rows))])
-            kept = (responsibility > FLOAT32_EPS / n).any(dim=0).nonzero().squeeze(1)
-        surrogate = sum(checkpoint(self._weighted_log_density, flat.detach(), self.inputs[index], responsibility[:, index],
+            blocks = list(zip(flat.split(rows), log_p.split(rows)))
+            log_largest = torch.full((n,), -math.inf, device=loc.device)  # each point's largest log r_n(z) over z
+            for block, total in blocks:
+                log_largest = torch.maximum(log_largest, (mixture.component_log_prob(block) - total.unsqueeze(1)).amax(0))
+            kept = (log_largest > math.log(FLOAT32_EPS / n)).nonzero().squeeze(1)
+            responsibility = torch.cat([(mixture.component_log_prob(block) - total.unsqueeze(1))[:, kept].exp()
+                                        for block, total in blocks])  # (rows of z, kept points)
+        surrogate = sum(checkpoint(self._weighted_log_density, flat.detach(), self.inputs[index], weights,
                                    use_reentrant=False, preserve_rng_state=False)
-                        for index in kept.split(self.chunk_size))
+                        for index, weights in zip(kept.split(self.chunk_size), responsibility.split(self.chunk_size, dim=1)))
         # Adds 0 to the value, and sum_n r_n d log q(z|x_n) to the encoder's gradient.
         return (log_p + (surrogate - surrogate.detach())).reshape(z.shape[:-1])
 
