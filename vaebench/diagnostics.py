@@ -98,13 +98,16 @@ def elbo_surgery(
     log_p_z: torch.Tensor,
     log_p_z_dims: torch.Tensor | None = None,
     tc_points: int = TC_POINTS,
+    prior_marginals=None,
 ) -> dict[str, float]:
     """The surgery terms, each with its Monte-Carlo standard error (`<term>_se`), from the posteriors
     q(z|x_n) = N(loc_n, scale_n^2) of a whole split, samples z from them, shape (R, N, D) (R draws per
     point) or (N, D) (one), and the prior's log-density at those samples (`log_p_z_dims`: per
     dimension, for a prior with 1-D marginals, to split the marginal KL into TC + dimension-wise KL).
 
-    With N <= tc_points, total_correlation + dimwise_kl = marginal_kl exactly."""
+    `prior_marginals(z) -> log p(z_j)`, in place of `log_p_z_dims`, evaluates the prior's 1-D marginals at
+    the samples of the TC subset only: a mixture prior of many components (K = N) costs D times its
+    joint density there. With N <= tc_points, total_correlation + dimwise_kl = marginal_kl exactly."""
     if z.dim() == 2:
         z, log_p_z = z.unsqueeze(0), log_p_z.unsqueeze(0)
         log_p_z_dims = None if log_p_z_dims is None else log_p_z_dims.unsqueeze(0)
@@ -119,8 +122,12 @@ def elbo_surgery(
         "mutual_info_max": math.log(n),
         **replicate_mean_and_se("total_correlation", log_q_z[:, subset] - log_q_z_dims.sum(-1), n),
     }
-    if log_p_z_dims is not None:
-        terms.update(replicate_mean_and_se("dimwise_kl", (log_q_z_dims - log_p_z_dims[:, subset]).sum(-1), n))
+    if prior_marginals is not None:
+        log_p_z_dims_subset = prior_marginals(z[:, subset].reshape(-1, d)).view(draws, len(subset), d)
+    else:
+        log_p_z_dims_subset = None if log_p_z_dims is None else log_p_z_dims[:, subset]
+    if log_p_z_dims_subset is not None:
+        terms.update(replicate_mean_and_se("dimwise_kl", (log_q_z_dims - log_p_z_dims_subset).sum(-1), n))
     return terms
 
 
@@ -193,14 +200,18 @@ def importance_sampling_terms(log_weights, x: torch.Tensor, samples: int, max_ro
     return torch.cat(log_px), torch.cat(elbo_iw)
 
 
-def prior_log_densities(p_z, z: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log p(z) and, where the prior has 1-D marginals, log p(z_j), at samples z (..., D), in chunks of
-    `rows` so that a mixture prior's (rows, K) component matrix stays bounded."""
+def prior_log_density(p_z, z: torch.Tensor, rows: int) -> torch.Tensor:
+    """log p(z) at samples z (..., D), in chunks of `rows` samples."""
     flat = z.reshape(-1, z.shape[-1])
-    log_p_z = torch.cat([p_z.log_prob(block) for block in chunks(flat, rows)]).view(z.shape[:-1])
-    dims = [elbo.prior_marginal_log_prob(p_z, block) for block in chunks(flat, rows)]
-    log_p_z_dims = None if dims[0] is None else torch.cat(dims).view(z.shape)
-    return log_p_z, log_p_z_dims
+    return torch.cat([p_z.log_prob(block) for block in chunks(flat, rows)]).view(z.shape[:-1])
+
+
+def prior_marginals_of(p_z, rows: int):
+    """z (M, D) -> log p(z_j) of shape (M, D), float32, in chunks of `rows` samples; None where the prior
+    has no 1-D marginals."""
+    if not elbo.has_marginals(p_z):
+        return None
+    return lambda z: torch.cat([elbo.prior_marginal_log_prob(p_z, block) for block in chunks(z, rows)]).float()
 
 
 @torch.no_grad()
@@ -217,8 +228,9 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
         loc = torch.cat([q.loc for q in posteriors]).float()
         scale = torch.cat([q.scale for q in posteriors]).float()
         z = loc + scale * torch.randn(surgery_samples, *loc.shape, device=loc.device)
-        log_p_z, log_p_z_dims = prior_log_densities(p_z, z, rows=max(batch_size, 1))
-        result = elbo_surgery(loc, scale, z, log_p_z.float(), None if log_p_z_dims is None else log_p_z_dims.float())
+        rows = max(batch_size, 1)
+        result = elbo_surgery(loc, scale, z, prior_log_density(p_z, z, rows).float(),
+                              prior_marginals=prior_marginals_of(p_z, rows))
         result["active_units"] = active_units(loc)
         if iw_samples > 0:
             log_px, elbo_iw = importance_sampling_terms(
