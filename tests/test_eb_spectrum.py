@@ -100,6 +100,6 @@ def test_the_report_draws_the_axis_and_tabulates_it_left_to_right(axis_sweep):
     table = markdown.split("## The empirical-Bayes axis", 1)[1]
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split("|")[1].strip() for row in rows] == [
-        "standard N(0, I)", "VampPrior, learned pseudo-inputs", "training points, fixed (K = N: aggregate posterior)"]
+        "standard N(0, I)", "VampPrior, learned pseudo-inputs", "aggregate posterior (all training points)"]
     assert rows[-1].split("|")[2].strip() == "N = 4,800"
     assert "## The empirical-Bayes axis" in stdout

@@ -27,6 +27,12 @@ class Place:
     x: float
     family: str  # the line the point belongs to
     tick: str
+    k: str = ""  # the table's K column
+    label: str = ""  # the table's name for the place, where the family's does not say it
+
+    @property
+    def name(self) -> str:
+        return self.label or self.family
 
 
 STANDARD, MOG = "standard N(0, I)", "MoG (learned)"
@@ -58,16 +64,18 @@ def place(row: dict) -> Place | None:
     if prior == "standard":
         return Place(0.0, STANDARD, "N(0, I)")
     if prior == "mog":
-        return Place(1.0, MOG, "MoG")
+        return Place(1.0, MOG, "MoG", f"{k:,}" if isinstance(k, int) else "")
     if prior == "vamp" and isinstance(k, int) and k > 0:
         if row.get("prior.learn_inputs", True) is not False:
-            family = LEARNED
+            family, label = LEARNED, ""
+        elif row.get("prior.init") == "data":
+            family, label = FIXED, "training points, fixed"
         else:
-            family = FIXED if row.get("prior.init") == "data" else "VampPrior, fixed random pseudo-inputs"
-        return Place(2 + math.log10(k), family, f"{k:,}")
+            family, label = "VampPrior, fixed random pseudo-inputs", ""
+        return Place(2 + math.log10(k), family, f"{k:,}", f"{k:,}", label)
     if prior == "aggregate":
         n = training_points(row)
-        return Place(2 + math.log10(n), FIXED, f"N = {n:,}") if n else None
+        return Place(2 + math.log10(n), FIXED, f"N = {n:,}", f"N = {n:,}", "aggregate posterior (all training points)") if n else None
     return None
 
 
@@ -203,6 +211,5 @@ def markdown_table(rows: list[dict]) -> list[str]:
             point = _point(p.x, have, column)
             value = int(round(point.mean)) if column.endswith("active_units") else point.mean
             cells.append(_measured_text(value, point.error if not isinstance(value, int) else None))
-        k = p.tick if p.x >= 2 else ""
-        lines.append(f"| {p.family} | {k} | {len(group)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {p.name} | {p.k} | {len(group)} | " + " | ".join(cells) + " |")
     return lines + [""]
