@@ -22,19 +22,22 @@ import subprocess
 import sys
 
 CHILD = r"""
-import json, sys, time, torch
+import inspect, json, sys, time, torch
 from vaebench.diagnostics import aggregate_log_density, elbo_surgery
 n, d, repeats = int(sys.argv[1]), 40, int(sys.argv[2])
 torch.manual_seed(0)
 loc = torch.randn(n, d)
 scale = 0.1 + 0.5 * torch.rand(n, d)
 z = loc + scale * torch.randn_like(loc)
-log_p_z = torch.distributions.Normal(0.0, 1.0).log_prob(z)
+standard_normal = torch.distributions.Normal(0.0, 1.0)
+log_p_z = standard_normal.log_prob(z)
 def cpu(fn):
     started = time.process_time(); fn(); return time.process_time() - started
-elbo_surgery(loc, scale, z, log_p_z.sum(-1), log_p_z)  # warm-up
+# Versions before 42e660d took the prior's marginals as a tensor at every sample, later ones as a function.
+marginals = log_p_z if "log_p_z_dims" in inspect.signature(elbo_surgery).parameters else standard_normal.log_prob
+elbo_surgery(loc, scale, z, log_p_z.sum(-1), marginals)  # warm-up
 best = {"aggregate": min(cpu(lambda: aggregate_log_density(z, loc, scale)) for _ in range(repeats)),
-        "surgery": min(cpu(lambda: elbo_surgery(loc, scale, z, log_p_z.sum(-1), log_p_z)) for _ in range(repeats))}
+        "surgery": min(cpu(lambda: elbo_surgery(loc, scale, z, log_p_z.sum(-1), marginals)) for _ in range(repeats))}
 print(json.dumps(best))
 """
 

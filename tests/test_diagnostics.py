@@ -30,7 +30,7 @@ def standard_surgery(loc, scale, draws=1, seed=0):
     results = []
     for _ in range(draws):
         z = loc + scale * torch.randn_like(loc)
-        results.append(elbo_surgery(loc, scale, z, p.log_prob(z).sum(-1), p.log_prob(z)))
+        results.append(elbo_surgery(loc, scale, z, p.log_prob(z).sum(-1), p.log_prob))
     return {k: sum(r[k] for r in results) / draws for k in results[0]}, results
 
 
@@ -97,8 +97,8 @@ def test_total_correlation_on_a_subset_of_points_estimates_the_full_split_value(
     loc, scale = torch.cat([line, line + 0.3 * torch.randn(600, 1)], 1), torch.full((600, 2), 0.2)
     z = loc + scale * torch.randn_like(loc)
     p = Normal(torch.zeros(2), torch.ones(2))
-    full = elbo_surgery(loc, scale, z, p.log_prob(z).sum(-1), p.log_prob(z))
-    subsets = [elbo_surgery(loc, scale, z, p.log_prob(z).sum(-1), p.log_prob(z), tc_points=200) for _ in range(20)]
+    full = elbo_surgery(loc, scale, z, p.log_prob(z).sum(-1), p.log_prob)
+    subsets = [elbo_surgery(loc, scale, z, p.log_prob(z).sum(-1), p.log_prob, tc_points=200) for _ in range(20)]
     tc = torch.tensor([r["total_correlation"] for r in subsets])
     assert abs(float(tc.mean()) - full["total_correlation"]) < 4 * float(tc.std()) / math.sqrt(20) + 1e-3
     assert all(r["marginal_kl"] == full["marginal_kl"] for r in subsets)  # the joint terms use every point
@@ -172,7 +172,7 @@ def surgery_at(loc, scale, draws=8, seed=0):
     torch.manual_seed(seed)
     p = Normal(torch.zeros(loc.shape[1]), torch.ones(loc.shape[1]))
     z = loc + scale * torch.randn(draws, *loc.shape)
-    return elbo_surgery(loc, scale, z, p.log_prob(z).sum(-1), p.log_prob(z))
+    return elbo_surgery(loc, scale, z, p.log_prob(z).sum(-1), p.log_prob)
 
 
 @pytest.mark.parametrize("sharpness", [1.0, 0.01, 1e-4])

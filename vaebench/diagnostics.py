@@ -96,21 +96,18 @@ def elbo_surgery(
     scale: torch.Tensor,
     z: torch.Tensor,
     log_p_z: torch.Tensor,
-    log_p_z_dims: torch.Tensor | None = None,
-    tc_points: int = TC_POINTS,
     prior_marginals=None,
+    tc_points: int = TC_POINTS,
 ) -> dict[str, float]:
     """The surgery terms, each with its Monte-Carlo standard error (`<term>_se`), from the posteriors
     q(z|x_n) = N(loc_n, scale_n^2) of a whole split, samples z from them, shape (R, N, D) (R draws per
-    point) or (N, D) (one), and the prior's log-density at those samples (`log_p_z_dims`: per
-    dimension, for a prior with 1-D marginals, to split the marginal KL into TC + dimension-wise KL).
-
-    `prior_marginals(z) -> log p(z_j)`, in place of `log_p_z_dims`, evaluates the prior's 1-D marginals at
-    the samples of the TC subset only: a mixture prior of many components (K = N) costs D times its
-    joint density there. With N <= tc_points, total_correlation + dimwise_kl = marginal_kl exactly."""
+    point) or (N, D) (one), and the prior's log-density at those samples. `prior_marginals(z) -> log p(z_j)`,
+    (M, D) -> (M, D), for a prior with 1-D marginals, splits the marginal KL into TC + dimension-wise KL;
+    it is evaluated at the samples of the TC subset only (a mixture prior of many components, K = N,
+    costs D times its joint density there). With N <= tc_points, total_correlation + dimwise_kl =
+    marginal_kl exactly."""
     if z.dim() == 2:
         z, log_p_z = z.unsqueeze(0), log_p_z.unsqueeze(0)
-        log_p_z_dims = None if log_p_z_dims is None else log_p_z_dims.unsqueeze(0)
     draws, n, d = z.shape
     log_q_z_given_x = DiagonalNormal(loc, scale).log_prob(z)  # (R, N)
     log_q_z = aggregate_log_density(z.reshape(-1, d), loc, scale).view(draws, n)
@@ -123,11 +120,8 @@ def elbo_surgery(
         **replicate_mean_and_se("total_correlation", log_q_z[:, subset] - log_q_z_dims.sum(-1), n),
     }
     if prior_marginals is not None:
-        log_p_z_dims_subset = prior_marginals(z[:, subset].reshape(-1, d)).view(draws, len(subset), d)
-    else:
-        log_p_z_dims_subset = None if log_p_z_dims is None else log_p_z_dims[:, subset]
-    if log_p_z_dims_subset is not None:
-        terms.update(replicate_mean_and_se("dimwise_kl", (log_q_z_dims - log_p_z_dims_subset).sum(-1), n))
+        log_p_z_dims = prior_marginals(z[:, subset].reshape(-1, d)).view(draws, len(subset), d)
+        terms.update(replicate_mean_and_se("dimwise_kl", (log_q_z_dims - log_p_z_dims).sum(-1), n))
     return terms
 
 
