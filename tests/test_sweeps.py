@@ -42,6 +42,14 @@ def session_hparams(accumulator: EventAccumulator) -> dict:
     return {k: getattr(v, v.WhichOneof("kind")) for k, v in values.items()}
 
 
+def shown_hparams(accumulator: EventAccumulator) -> list[str]:
+    """The hyperparameters TensorBoard's HParams table shows (ticks) by default: its first five, those
+    marked as differing between runs first, then by name."""
+    content = accumulator.PluginTagToContent("hparams")["_hparams_/experiment"]
+    infos = plugin_data_pb2.HParamsPluginData.FromString(content).experiment.hparam_infos
+    return [info.name for info in sorted(infos, key=lambda info: (not info.differs, info.name))][:5]
+
+
 def experiment_metrics(accumulator: EventAccumulator) -> list[str]:
     """The HParams metrics, as `run/tag` relative to the run."""
     content = accumulator.PluginTagToContent("hparams")["_hparams_/experiment"]
@@ -82,6 +90,7 @@ def test_grid_sweep_runs_in_numbered_folders_with_named_boards_and_hparams(grid)
         accumulator = board(run)
         hparams = session_hparams(accumulator)
         assert set(hparams) == HPARAMS
+        assert shown_hparams(accumulator)[:2] == ["beta", "prior"]  # the sweep's axes, though not first by name
         assert hparams["prior"] == config["choices"]["prior"] and hparams["beta"] == config["beta"]
         assert hparams["K"] == ("-" if config["choices"]["prior"] == "standard" else "5")
         assert experiment_metrics(accumulator)[:2] == ["final/test/log_likelihood", "final/val/elbo"]

@@ -44,16 +44,19 @@ class Board:
     def figure(self, tag: str, figure, step: int) -> None:
         self.writer.add_figure(tag, figure, step)
 
-    def hparams(self, params: dict, metrics: dict[str, str], metrics_run: str = "final") -> None:
+    def hparams(self, params: dict, metrics: dict[str, str], metrics_run: str = "final", varied=frozenset()) -> None:
         """Register this run in the HParams dashboard. `metrics` maps the tags of end-of-run values,
         which `single_values` writes into the sub-run `metrics_run`, to the names the dashboard
-        shows. TensorBoard ticks the first five hyperparameters and metrics: put the key ones first."""
+        shows. TensorBoard ticks the first five metrics, and the first five hyperparameters, those
+        marked as differing between runs (`varied`: the sweep's axes) first, then by name."""
         from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
         clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()}
         experiment, *session = hparams_summary(clean, {tag: 0.0 for tag in metrics})
         value = experiment.value[0]
         content = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+        for info in content.experiment.hparam_infos:
+            info.differs = info.name in varied
         for info in content.experiment.metric_infos:
             info.display_name = metrics[info.name.tag]
             info.name.group = metrics_run

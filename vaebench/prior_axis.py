@@ -36,7 +36,8 @@ class Place:
 
 
 STANDARD, MOG = "standard N(0, I)", "MoG (learned)"
-LEARNED, FIXED = "VampPrior, learned pseudo-inputs", "training points, fixed (K = N: aggregate posterior)"
+# The fixed line runs from K training points to all N of them, where the prior is the aggregate posterior.
+LEARNED, FIXED = "VampPrior, learned pseudo-inputs", "training points as fixed pseudo-inputs\n(all N: the aggregate posterior)"
 FAMILY_STYLE = {STANDARD: ("C0", "s"), MOG: ("C1", "D"), LEARNED: ("C2", "o"), FIXED: ("C3", "^")}
 OTHER_STYLE = ("C4", "v")
 

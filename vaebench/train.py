@@ -19,6 +19,7 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -67,7 +68,7 @@ def main(cfg: DictConfig) -> float:
     cfg = with_choices(cfg, hydra_cfg.runtime.choices)
     try:
         with _sigterm_as_ctrl_c():
-            result = run(cfg, run_dir, list(hydra_cfg.overrides.task), multirun)
+            result = run(cfg, run_dir, list(hydra_cfg.overrides.task), multirun, sweep_axes(hydra_cfg) if multirun else set())
         return sweep_objective(result)
     except KeyboardInterrupt:
         _interrupted_outside_training(cfg, run_dir)
@@ -170,7 +171,7 @@ def sweep_objective(result: dict) -> float:
     return float(result["val"]["elbo"])
 
 
-def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) -> dict:
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, axes: set[str] = frozenset()) -> dict:
     state = None
     if cfg.resume:
         state = checkpoint.load(checkpoint.resume_checkpoint(cfg.resume))
@@ -215,7 +216,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) ->
         log.info(f"Resuming {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
     else:
         board.hparams(_hparams(cfg, choices, model, overrides),
-                      {**HPARAMS_METRICS, **(DISENTANGLEMENT_HPARAMS if data.factors is not None else {})})
+                      {**HPARAMS_METRICS, **(DISENTANGLEMENT_HPARAMS if data.factors is not None else {})},
+                      varied={_hparam_name(key) for key in axes})
     what = (f"{entry_of('model', choices, type(model).__name__)} with {entry_of('prior', choices, type(model.prior).__name__)}, "
             f"{_objective_text(cfg, choices)}, beta={cfg.beta}, on {entry_of('dataset', choices, data.name)} "
             f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}")
@@ -316,7 +318,7 @@ def _board_name(cfg: DictConfig, overrides: list[str]) -> str:
 
 # Config groups whose chosen entry, not a value, is what a run shows (`spectrum`: a place on the prior axis).
 GROUP_KEYS = ("dataset", "model", "prior", "trainer", "eval", "experiment", "spectrum")
-NOT_IN_NAMES = ("resume", "trainer.device", "trainer.epochs", "trainer.progress", "hydra", "eval.")
+NOT_IN_NAMES = ("resume", "trainer.device", "trainer.epochs", "trainer.progress", "hydra", "eval.", "dataset.root")
 
 
 def _applying_overrides(cfg: DictConfig, overrides: list[str]) -> list[str]:
@@ -358,19 +360,36 @@ def _objective_notes(objective, cfg: DictConfig, choices: dict) -> list[str]:
 
 
 def _hparams(cfg: DictConfig, choices: dict, model, overrides: list[str]) -> dict:
-    """prior, K, beta and the objective, then every other setting the command line set (a sweep's axes): TensorBoard
-    ticks the first five, in alphabetical order. Whole numbers as text (500, not 500.0000)."""
+    """prior, K, beta and the objective, then every other setting the command line set (a sweep's axes, which
+    TensorBoard ticks first). Whole numbers as text (500, not 500.0000)."""
     # K as the prior built has it: none for a prior without components, even when a sweep grid sets
     # prior.K for every prior.
     k = getattr(model.prior, "K", None)
     params = {"prior": str(choices.get("prior", type(model.prior).__name__)), "K": "-" if k is None else str(k),
               "beta": float(cfg.beta), "objective": str(choices.get("objective", "elbo"))}
     for key in _applying_overrides(cfg, overrides):
-        name = key if key.startswith("objective.") else key.split(".")[-1]  # objective.k, objective.gamma
+        name = _hparam_name(key)
         value = choices.get(key) if key in GROUP_KEYS else OmegaConf.select(cfg, key, default=None)
         if name not in params and value is not None:
             params[name] = str(value) if isinstance(value, (int, bool)) else value
     return params
+
+
+def _hparam_name(key: str) -> str:
+    return key if key.startswith("objective.") else key.split(".")[-1]  # objective.k, objective.gamma
+
+
+def sweep_axes(hydra_cfg) -> set[str]:
+    """The keys a sweep varies: its `hydra.sweeper.params` (an experiment's grid, an Optuna search space)
+    and the command line's sweep overrides (`beta=1,2,4`), which a job sees only in the sweep's
+    multirun.yaml. HParams shows these columns first."""
+    params = OmegaConf.select(hydra_cfg, "sweeper.params") or {}
+    axes = {key.lstrip("+~") for key in params}
+    try:
+        task = OmegaConf.load(Path(hydra_cfg.sweep.dir) / "multirun.yaml").hydra.overrides.task
+    except (OSError, AttributeError, KeyError, ValueError):  # a launcher without it: the grid's axes only
+        return axes
+    return axes | {o.key_or_group for o in OverridesParser.create().parse_overrides(list(task)) if o.is_sweep_override()}
 
 
 def _seed_everything(seed: int) -> None:
