@@ -198,6 +198,30 @@ def test_a_user_laplace_prior_gets_dimwise_kl_and_a_log_prob_only_prior_gets_the
     assert plain.sample(3).shape == (3, 1, 4, 4)
 
 
+def test_a_mixture_priors_per_dimension_kl_scores_only_the_splits_first_points(monkeypatch):
+    """Its 1-D marginals cost K components per coordinate (K = N for the aggregate posterior): the
+    per-dimension KL is the mean over the first MIXTURE_KL_PER_DIM_POINTS points, in whole batches,
+    the same estimate as over those points alone; the other terms still average every point."""
+    from vaebench import evaluate
+    from vaebench.priors import DiagonalGaussianMixture
+
+    monkeypatch.setattr(evaluate, "MIXTURE_KL_PER_DIM_POINTS", 50)
+    scored = []
+    marginal_log_prob = DiagonalGaussianMixture.marginal_log_prob
+    monkeypatch.setattr(DiagonalGaussianMixture, "marginal_log_prob",
+                        lambda self, z: scored.append(len(z)) or marginal_log_prob(self, z))
+    vamp, _ = tiny_model("mlp", "vamp")
+    x = torch.rand(200, 1, 8, 8).bernoulli()
+    terms = evaluate.split_terms(vamp, x, 20)
+    assert sum(scored) == 60  # three batches of 20 reach the 50th point
+    first = evaluate.split_terms(vamp, x[:60], 20)
+    assert torch.allclose(terms["kl_per_dim"], first["kl_per_dim"])
+    assert not torch.allclose(terms["kl"], first["kl"])  # the whole split's
+    standard, _ = tiny_model("mlp", "standard")  # closed form: every point, at no cost
+    standard_terms = evaluate.split_terms(standard, x, 20)
+    assert torch.allclose(standard_terms["kl_per_dim"].sum(), standard_terms["kl"], atol=1e-5)
+
+
 # -- bits per dimension -----------------------------------------------------------------------------
 def test_bits_per_dim_of_a_density_are_those_of_the_8_bit_data():
     """Gaussian likelihood: the density times the bin width 1/256 per dimension; Bernoulli: as it is."""
