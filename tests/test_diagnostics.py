@@ -319,7 +319,7 @@ def test_the_log_likelihood_reports_its_progress_point_by_point_and_a_slow_one_i
     x = torch.zeros(10, 3)
     heard = []
     importance_sampling_terms(lambda block, s: torch.zeros(s, len(block)), x, samples=4, max_rows=8, on_points=heard.append)
-    assert heard == [2, 2, 2, 2, 2]  # 8 pairs a call: 2 points of 4 samples
+    assert heard == [0, 2, 2, 2, 2, 2]  # the start, then 8 pairs a call: 2 points of 4 samples
 
     progress = EvaluationProgress(10, "test log p(x)", quiet_s=0.0, every_s=0.0)
     progress.tty = False  # as in a log file or a cluster's output
@@ -328,3 +328,35 @@ def test_the_log_likelihood_reports_its_progress_point_by_point_and_a_slow_one_i
                                   on_points=progress.update)
     lines = [r.getMessage() for r in caplog.records if r.name == "vaebench"]
     assert lines[0].startswith("test log p(x): 2/10 points, about") and len(lines) == 4  # none once all are done
+
+
+def test_a_stopped_log_likelihood_goes_on_to_the_numbers_of_one_that_never_stopped(monkeypatch):
+    vae, _ = tiny_model("mlp", "vamp")
+    x = torch.rand(40, 1, 8, 8).bernoulli()
+    monkeypatch.setattr(diagnostics, "pairs_per_call", lambda x: 300)  # blocks of 10 points of 30 samples
+    partials = []
+    straight = diagnostics.log_likelihood_report(vae, x, 1, iw_samples=30, on_block=partials.append)
+    assert [len(p["log_px"]) for p in partials] == [10, 20, 30, 40]
+
+    torch.manual_seed(99)  # whatever the global stream did meanwhile
+    resumed = diagnostics.log_likelihood_report(vae, x, 1, iw_samples=30, done=partials[2])
+    assert resumed == straight
+    # The stream went on: the last block's samples are not the first block's again.
+    restarted = diagnostics.log_likelihood_report(vae, x, 1, iw_samples=30,
+                                                  done={**partials[2], "random_state": partials[0]["random_state"]})
+    assert restarted["log_likelihood"] != straight["log_likelihood"]
+
+
+def test_the_time_left_counts_only_the_points_this_estimate_did_since_it_began(caplog):
+    from vaebench.console import EvaluationProgress
+
+    now = [0.0]
+    progress = EvaluationProgress(100, "test log p(x)", quiet_s=0.0, every_s=0.0, done=40)
+    progress.tty, progress.clock = False, lambda: now[0]
+    now[0] = 1000.0  # the surgery before the log-likelihood took 1,000 s
+    with caplog.at_level("INFO", logger="vaebench"):
+        progress.update(0)  # the first block begins
+        now[0] += 10.0
+        progress.update(10)  # 10 points in 10 s; 50 are left
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "vaebench"]
+    assert line == "test log p(x): 50/100 points, about 50 s left"

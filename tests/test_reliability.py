@@ -3,6 +3,7 @@ checkpoints are atomic and safe to load. Everything runs through the real CLI in
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -260,3 +261,36 @@ def test_resume_at_an_epoch_boundary_matches_a_straight_run(tmp_path, data_dir, 
     (run_dir,) = run_dirs(tmp_path)
     run_cli(["train", f"resume={run_dir}", "trainer.epochs=2"], cwd=tmp_path)
     assert_same_run(run_dir, straight_run)
+
+
+def test_a_final_evaluation_stopped_in_its_log_likelihood_resumes_where_it_stopped(tmp_path, data_dir):
+    """SIGTERM during the test log p(x): the splits' terms and the points done are kept, the resumed run
+    goes on from them, and it ends with the numbers of an evaluation that never stopped."""
+    run_dir = tmp_path / "run"
+    long_estimate = [*TINY, *npz(data_dir, "big.npz"), "eval.iw_samples=20000"]  # 200 test points: seconds of log p(x)
+    proc = start_cli(["train", *long_estimate, f"hydra.run.dir={run_dir}"], tmp_path)
+    try:
+        for line in proc.stdout:  # the progress shows once the estimate has run for a while
+            if line.startswith("test log p(x)"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "checkpoints/final_evaluation.pt" in stderr and read_metrics(run_dir)["status"] == "interrupted"
+
+    resumed = run_cli(["train", f"resume={run_dir}"], cwd=tmp_path)
+    going_on = re.search(r"every term and the surgery of train, val, test are done; test log p\(x\) goes on from "
+                         r"(\d+) of 200 points", resumed.stdout)
+    assert going_on and 0 < int(going_on.group(1)) < 200, resumed.stdout
+    final = read_metrics(run_dir)
+    assert final["status"] == "completed" and not (run_dir / "checkpoints" / "final_evaluation.pt").exists()
+
+    run_cli(["eval", str(run_dir), "eval.split=test"], cwd=tmp_path)  # the same estimate, never stopped
+    (written,) = (run_dir / "evals").glob("test_best_200points_20000iw.json")
+    never_stopped = json.loads(written.read_text())["test"]
+    for term in ("log_likelihood", "elbo_iw", "posterior_kl", "mutual_info", "kl"):
+        assert final["test"][term] == pytest.approx(never_stopped[term], abs=1e-5), term

@@ -22,13 +22,17 @@ class RunPrefixFormatter(logging.Formatter):
 class EvaluationProgress:
     """Points done and the time left of a long evaluation: a tqdm bar on a terminal; elsewhere (a file,
     a pipe, a cluster's log) a line through the `vaebench` logger at most every `every_s` seconds.
-    Nothing shows for an evaluation shorter than `quiet_s`."""
+    Nothing shows for an evaluation shorter than `quiet_s`.
 
-    def __init__(self, total: int, what: str, quiet_s: float = 2.0, every_s: float = 15.0):
+    `update(0)` says the counted work begins: the clock restarts there, so that what ran before it
+    (the surgery of the same split) does not count as time per point. `done` points were finished
+    before (a resumed evaluation) and count neither for the rate nor for the time left."""
+
+    def __init__(self, total: int, what: str, quiet_s: float = 2.0, every_s: float = 15.0, done: int = 0):
         import sys
         import time
 
-        self.total, self.what, self.done = total, what, 0
+        self.total, self.what, self.done, self.counted = total, what, done, 0
         self.quiet_s, self.every_s = quiet_s, every_s
         self.clock = time.perf_counter
         self.started = self.last_line = self.clock()
@@ -36,7 +40,11 @@ class EvaluationProgress:
         self.bar = None
 
     def update(self, points: int) -> None:
+        if points == 0 and self.counted == 0:
+            self.started = self.last_line = self.clock()
+            return
         self.done += points
+        self.counted += points
         elapsed = self.clock() - self.started
         if elapsed < self.quiet_s or self.done >= self.total:
             if self.bar is not None:
@@ -51,7 +59,7 @@ class EvaluationProgress:
             self.bar.update(points)
         elif self.clock() - self.last_line >= self.every_s or self.last_line == self.started:
             self.last_line = self.clock()
-            left = elapsed / self.done * (self.total - self.done)
+            left = elapsed / self.counted * (self.total - self.done)
             logging.getLogger("vaebench").info(f"{self.what}: {self.done:,}/{self.total:,} points, about {left:.0f} s left")
 
     def close(self) -> None:

@@ -21,8 +21,10 @@ import math
 import torch
 
 from vaebench import elbo
+from vaebench.data import EVAL_SEED
 from vaebench.distributions import DiagonalNormal
-from vaebench.evaluate import as_floats, chunks, fixed_randomness, mean_and_se, split_terms
+from vaebench.evaluate import (as_floats, chunks, fixed_randomness, mean_and_se, random_state,
+                               restore_random_state, split_terms)
 from vaebench.priors import DiagonalGaussianMixture, float32_rounding_nats
 
 # Elements of one chunk's pairwise matrix: bounds memory at O(chunk * N) whatever N is.
@@ -174,23 +176,31 @@ def importance_weighted_log_likelihood(log_weights, x: torch.Tensor, samples: in
 
 
 def importance_sampling_terms(log_weights, x: torch.Tensor, samples: int, max_rows: int = CPU_PAIRS_PER_CALL,
-                              on_points=None) -> tuple[torch.Tensor, torch.Tensor]:
+                              on_points=None, on_block=None) -> tuple[torch.Tensor, torch.Tensor]:
     """From the same S importance samples per point, w_s = p(x, z_s) / q(z_s|x), z_s ~ q(z|x): the
     estimate of log p(x), logsumexp_s log w_s - log S, and of the ELBO, mean_s log w_s; each of shape (N,).
 
     `log_weights(x_block, s)` returns log w of shape (s, len(x_block)). Points and samples are
     chunked so that one call sees at most `max_rows` (sample, point) pairs. `on_points(n)`, when
-    given, hears of each block of n points done (a progress display)."""
+    given, hears `on_points(0)` as the first block begins, then of each block of n points done (a
+    progress display); `on_block(log_px, elbo_iw)` receives the estimates of the points done so far
+    after each block (a stopped evaluation's record)."""
     points_per_chunk = max(1, max_rows // samples)
     samples_per_call = max(1, min(samples, max_rows // points_per_chunk))
     log_px, elbo_iw = [], []
+    if on_points is not None:
+        on_points(0)
     for block in chunks(x, points_per_chunk):
         log_w = torch.cat([log_weights(block, min(samples_per_call, samples - start))
                            for start in range(0, samples, samples_per_call)])
         log_px.append(torch.logsumexp(log_w, dim=0) - math.log(samples))
         elbo_iw.append(log_w.mean(dim=0))
+        if on_block is not None:
+            on_block(torch.cat(log_px), torch.cat(elbo_iw))
         if on_points is not None:
             on_points(len(block))
+    if not log_px:
+        return x.new_zeros(0), x.new_zeros(0)
     return torch.cat(log_px), torch.cat(elbo_iw)
 
 
@@ -213,8 +223,18 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
                       surgery_samples: int = 1, on_points=None) -> dict[str, float]:
     """Surgery (with `surgery_samples` draws per point), TC, dimension-wise KL (priors with 1-D
     marginals), active units and, when `iw_samples` > 0, the importance-weighted log-likelihood with
-    the ELBO and posterior KL from the same samples, for the split `x` (already binarised); every
-    estimate with its standard error. `on_points(n)` hears of the log-likelihood's progress."""
+    the ELBO and posterior KL from the same samples (`log_likelihood_report`), for the split `x`
+    (already binarised); every estimate with its standard error. `on_points(n)` hears of the
+    log-likelihood's progress."""
+    result = surgery_report(model, x, batch_size, surgery_samples)
+    if iw_samples > 0:
+        result.update(log_likelihood_report(model, x, batch_size, iw_samples, on_points=on_points))
+    return result
+
+
+@torch.no_grad()
+def surgery_report(model, x: torch.Tensor, batch_size: int, surgery_samples: int = 1) -> dict[str, float]:
+    """The surgery terms, TC, dimension-wise KL and active units of the split `x` (`split_diagnostics`)."""
     model.eval()
     with fixed_randomness(x.device):
         p_z = model.prior()
@@ -226,15 +246,48 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
         result = elbo_surgery(loc, scale, z, prior_log_density(p_z, z, rows).float(),
                               prior_marginals=prior_marginals_of(p_z, rows))
         result["active_units"] = active_units(loc)
-        if iw_samples > 0:
-            log_px, elbo_iw = importance_sampling_terms(
-                lambda block, s: model.log_importance_weights(block, p_z, s), x, iw_samples,
-                max_rows=max(batch_size, pairs_per_call(x)), on_points=on_points)
-            result.update(mean_and_se("log_likelihood", log_px))
-            result.update(mean_and_se("elbo_iw", elbo_iw))
-            result.update(mean_and_se("posterior_kl", log_px - elbo_iw))
     model.train()
     return result
+
+
+# The importance samples' own random stream, apart from the surgery's: log p(x) does not depend on how
+# many surgery draws came before it, and a stopped estimate goes on from its saved stream.
+IMPORTANCE_SEED = EVAL_SEED + 1
+
+
+@torch.no_grad()
+def log_likelihood_report(model, x: torch.Tensor, batch_size: int, iw_samples: int, on_points=None,
+                          done: dict | None = None, on_block=None) -> dict[str, float]:
+    """log p(x) from `iw_samples` importance samples per point, and the ELBO and posterior KL from the
+    same samples, each with its standard error.
+
+    A long estimate can stop and go on: `on_block(partial)` receives, after each block of points, the
+    per-point estimates so far with the random stream's state; passed back as `done`, such a partial
+    estimate goes on from the next point and ends with the numbers of an estimate that never stopped."""
+    model.eval()
+    with fixed_randomness(x.device, IMPORTANCE_SEED):
+        p_z = model.prior()
+        start = 0
+        if done is not None:
+            restore_random_state(done["random_state"], x.device)
+            start = len(done["log_px"])
+
+        def with_done(log_px: torch.Tensor, elbo_iw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            if done is None:
+                return log_px, elbo_iw
+            return torch.cat([done["log_px"].to(log_px), log_px]), torch.cat([done["elbo_iw"].to(elbo_iw), elbo_iw])
+
+        def record(log_px: torch.Tensor, elbo_iw: torch.Tensor) -> None:
+            log_px, elbo_iw = with_done(log_px, elbo_iw)
+            on_block({"log_px": log_px, "elbo_iw": elbo_iw, "random_state": random_state(x.device)})
+
+        log_px, elbo_iw = with_done(*importance_sampling_terms(
+            lambda block, s: model.log_importance_weights(block, p_z, s), x[start:], iw_samples,
+            max_rows=max(batch_size, pairs_per_call(x)), on_points=on_points,
+            on_block=record if on_block is not None else None))
+    model.train()
+    return {**mean_and_se("log_likelihood", log_px), **mean_and_se("elbo_iw", elbo_iw),
+            **mean_and_se("posterior_kl", log_px - elbo_iw)}
 
 
 def split_report(model, x: torch.Tensor, batch_size: int, iw_samples: int, surgery_samples: int = 1,

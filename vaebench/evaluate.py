@@ -21,6 +21,20 @@ def fixed_randomness(device: torch.device, seed: int = EVAL_SEED):
         yield
 
 
+def random_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The state of torch's random streams that an evaluation on `device` draws from."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_random_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def chunks(x: torch.Tensor, size: int):
     for start in range(0, len(x), size):
         yield x[start:start + size]

@@ -29,10 +29,9 @@ from vaebench.checks import unused_arguments
 from vaebench.collapse import CollapseWatch, dimensions_in_use
 from vaebench.components import GROUPS, build_dataset, build_model, build_objective, entry_of, prior_notes, target_of
 from vaebench.config_tree import config_dir, saved_config
-from vaebench.console import EvaluationProgress
-from vaebench.diagnostics import split_report
 from vaebench.errors import UserError
 from vaebench.evaluate import format_estimate
+from vaebench.final_evaluation import discard_record, final_metrics
 from vaebench.pictures import log_pictures
 from vaebench.trainer import Stop, Trainer
 from vaebench.validate import device_for, validate_config, validate_data
@@ -122,7 +121,8 @@ def _sigterm_as_ctrl_c():
 def _interrupted_outside_training(cfg: DictConfig, run_dir: Path) -> None:
     """Nothing to save: checkpoints/last.pt, when there is one, already holds the latest state."""
     can_resume = (run_dir / "checkpoints" / "last.pt").is_file()
-    message = "Interrupted " + ("after training; the final evaluation did not finish." if can_resume
+    message = "Interrupted " + ("after training; the final evaluation did not finish (what it finished is kept in "
+                                "checkpoints/final_evaluation.pt, and a resumed run goes on from there)." if can_resume
                                 else "before training started; there is nothing to resume.")
     if not cfg.resume or _status(run_dir) == "running":
         _write_json(run_dir / "metrics.json", {"status": "interrupted", "message": message})
@@ -266,24 +266,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     _write_json(run_dir / "metrics.json", result)
+    discard_record(run_dir)
     _log_summary(result, run_dir, board_dir, multirun)
     return result
-
-
-def final_metrics(model, data, cfg, run_dir: Path, device) -> dict:
-    """Every term and the surgery on every split from the best checkpoint (best validation ELBO), and the
-    importance-weighted log p(x) on test. The training split's surgery shows what a prior fitted to
-    the data hides there (the aggregate posterior's marginal KL is 0 on its own points only)."""
-    best = run_dir / "checkpoints" / "best.pt"
-    if best.exists():
-        model.load_state_dict(checkpoint.load(best, device)["model"])
-    draws = cfg.eval.surgery_samples
-    metrics = {split: split_report(model, data.scored(split), cfg.eval.batch_size, iw_samples=0, surgery_samples=draws)
-               for split in ("train", "val")}
-    with EvaluationProgress(len(data.test), f"test log p(x), {cfg.eval.iw_samples} samples per point") as progress:
-        metrics["test"] = split_report(model, data.test, cfg.eval.batch_size, cfg.eval.iw_samples, surgery_samples=draws,
-                                       on_points=progress.update)
-    return metrics
 
 
 def _resumed_config(state: dict, cfg: DictConfig, overrides: list[str]) -> DictConfig:
