@@ -31,7 +31,7 @@ from vaebench.components import GROUPS, build_dataset, build_model, build_object
 from vaebench.config_tree import config_dir, saved_config
 from vaebench.errors import UserError
 from vaebench.evaluate import format_estimate
-from vaebench.final_evaluation import discard_record, final_metrics
+from vaebench.final_evaluation import RECORD_NAME, discard_record, final_metrics
 from vaebench.pictures import log_pictures
 from vaebench.trainer import Stop, Trainer
 from vaebench.validate import device_for, validate_config, validate_data
@@ -121,8 +121,9 @@ def _sigterm_as_ctrl_c():
 def _interrupted_outside_training(cfg: DictConfig, run_dir: Path) -> None:
     """Nothing to save: checkpoints/last.pt, when there is one, already holds the latest state."""
     can_resume = (run_dir / "checkpoints" / "last.pt").is_file()
-    message = "Interrupted " + ("after training; the final evaluation did not finish (what it finished is kept in "
-                                "checkpoints/final_evaluation.pt, and a resumed run goes on from there)." if can_resume
+    kept = (" (what it finished is kept in checkpoints/final_evaluation.pt, and a resumed run goes on from there)"
+            if (run_dir / "checkpoints" / RECORD_NAME).is_file() else "")
+    message = "Interrupted " + (f"after training; the final evaluation did not finish{kept}." if can_resume
                                 else "before training started; there is nothing to resume.")
     if not cfg.resume or _status(run_dir) == "running":
         _write_json(run_dir / "metrics.json", {"status": "interrupted", "message": message})
