@@ -183,8 +183,7 @@ def importance_sampling_terms(log_weights, x: torch.Tensor, samples: int, max_ro
     `log_weights(x_block, s)` returns log w of shape (s, len(x_block)). Points and samples are
     chunked so that one call sees at most `max_rows` (sample, point) pairs. `on_points(n)`, when
     given, hears `on_points(0)` as the first block begins, then of each block of n points done (a
-    progress display); `on_block(log_px, elbo_iw)` receives the estimates of the points done so far
-    after each block (a stopped evaluation's record)."""
+    progress display); `on_block(log_px, elbo_iw)` receives each block's estimates as it is done."""
     points_per_chunk = max(1, max_rows // samples)
     samples_per_call = max(1, min(samples, max_rows // points_per_chunk))
     log_px, elbo_iw = [], []
@@ -196,7 +195,7 @@ def importance_sampling_terms(log_weights, x: torch.Tensor, samples: int, max_ro
         log_px.append(torch.logsumexp(log_w, dim=0) - math.log(samples))
         elbo_iw.append(log_w.mean(dim=0))
         if on_block is not None:
-            on_block(torch.cat(log_px), torch.cat(elbo_iw))
+            on_block(log_px[-1], elbo_iw[-1])
         if on_points is not None:
             on_points(len(block))
     if not log_px:
@@ -226,15 +225,6 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
     the ELBO and posterior KL from the same samples (`log_likelihood_report`), for the split `x`
     (already binarised); every estimate with its standard error. `on_points(n)` hears of the
     log-likelihood's progress."""
-    result = surgery_report(model, x, batch_size, surgery_samples)
-    if iw_samples > 0:
-        result.update(log_likelihood_report(model, x, batch_size, iw_samples, on_points=on_points))
-    return result
-
-
-@torch.no_grad()
-def surgery_report(model, x: torch.Tensor, batch_size: int, surgery_samples: int = 1) -> dict[str, float]:
-    """The surgery terms, TC, dimension-wise KL and active units of the split `x` (`split_diagnostics`)."""
     model.eval()
     with fixed_randomness(x.device):
         p_z = model.prior()
@@ -247,6 +237,8 @@ def surgery_report(model, x: torch.Tensor, batch_size: int, surgery_samples: int
                               prior_marginals=prior_marginals_of(p_z, rows))
         result["active_units"] = active_units(loc)
     model.train()
+    if iw_samples > 0:
+        result.update(log_likelihood_report(model, x, batch_size, iw_samples, on_points=on_points))
     return result
 
 
@@ -267,24 +259,22 @@ def log_likelihood_report(model, x: torch.Tensor, batch_size: int, iw_samples: i
     model.eval()
     with fixed_randomness(x.device, IMPORTANCE_SEED):
         p_z = model.prior()
-        start = 0
+        log_px, elbo_iw = [], []  # per block, the resumed points' first
         if done is not None:
             restore_random_state(done["random_state"], x.device)
-            start = len(done["log_px"])
+            log_px.append(done["log_px"].to(x.device))
+            elbo_iw.append(done["elbo_iw"].to(x.device))
 
-        def with_done(log_px: torch.Tensor, elbo_iw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            if done is None:
-                return log_px, elbo_iw
-            return torch.cat([done["log_px"].to(log_px), log_px]), torch.cat([done["elbo_iw"].to(elbo_iw), elbo_iw])
+        def keep(block_log_px: torch.Tensor, block_elbo_iw: torch.Tensor) -> None:
+            log_px.append(block_log_px)
+            elbo_iw.append(block_elbo_iw)
+            if on_block is not None:
+                on_block({"log_px": torch.cat(log_px), "elbo_iw": torch.cat(elbo_iw), "random_state": random_state(x.device)})
 
-        def record(log_px: torch.Tensor, elbo_iw: torch.Tensor) -> None:
-            log_px, elbo_iw = with_done(log_px, elbo_iw)
-            on_block({"log_px": log_px, "elbo_iw": elbo_iw, "random_state": random_state(x.device)})
-
-        log_px, elbo_iw = with_done(*importance_sampling_terms(
-            lambda block, s: model.log_importance_weights(block, p_z, s), x[start:], iw_samples,
-            max_rows=max(batch_size, pairs_per_call(x)), on_points=on_points,
-            on_block=record if on_block is not None else None))
+        start = len(done["log_px"]) if done is not None else 0
+        importance_sampling_terms(lambda block, s: model.log_importance_weights(block, p_z, s), x[start:], iw_samples,
+                                  max_rows=max(batch_size, pairs_per_call(x)), on_points=on_points, on_block=keep)
+        log_px, elbo_iw = torch.cat(log_px), torch.cat(elbo_iw)
     model.train()
     return {**mean_and_se("log_likelihood", log_px), **mean_and_se("elbo_iw", elbo_iw),
             **mean_and_se("posterior_kl", log_px - elbo_iw)}

@@ -18,8 +18,7 @@ from omegaconf import DictConfig
 
 from vaebench import checkpoint
 from vaebench.console import EvaluationProgress
-from vaebench.diagnostics import log_likelihood_report, surgery_report
-from vaebench.evaluate import as_floats, split_terms
+from vaebench.diagnostics import log_likelihood_report, split_report
 
 log = logging.getLogger("vaebench")
 
@@ -44,7 +43,8 @@ def final_metrics(model, data, cfg: DictConfig, run_dir: Path, device) -> dict:
     record.announce(len(data.test))
     metrics = {}
     for split in ("train", "val", "test"):
-        metrics[split] = record.part(split, lambda: _terms_and_surgery(model, data.scored(split), cfg))
+        metrics[split] = record.part(split, lambda: split_report(model, data.scored(split), cfg.eval.batch_size,
+                                                                 iw_samples=0, surgery_samples=cfg.eval.surgery_samples))
     if cfg.eval.iw_samples > 0:
         metrics["test"] = {**metrics["test"], **_test_log_likelihood(model, data.test, cfg, record)}
     return metrics
@@ -53,12 +53,6 @@ def final_metrics(model, data, cfg: DictConfig, run_dir: Path, device) -> dict:
 def discard_record(run_dir: Path) -> None:
     """Once metrics.json holds the final evaluation, its partial record is spent."""
     (run_dir / "checkpoints" / RECORD_NAME).unlink(missing_ok=True)
-
-
-def _terms_and_surgery(model, x: torch.Tensor, cfg: DictConfig) -> dict[str, float]:
-    terms = as_floats(split_terms(model, x, cfg.eval.batch_size))
-    terms.update(surgery_report(model, x, cfg.eval.batch_size, cfg.eval.surgery_samples))
-    return terms
 
 
 def _test_log_likelihood(model, x: torch.Tensor, cfg: DictConfig, record: "EvaluationRecord") -> dict[str, float]:
@@ -80,7 +74,6 @@ class EvaluationRecord:
     def __init__(self, path: Path, key: dict):
         self.path, self.key = path, key
         self.parts: dict = {}
-        self.unsaved = False
         self.saved_at = time.monotonic()
         if path.is_file():
             try:
@@ -119,10 +112,9 @@ class EvaluationRecord:
         self.parts["test_log_likelihood_so_far"] = {
             name: value.cpu() if isinstance(value, torch.Tensor) else {k: v.cpu() for k, v in value.items()}
             for name, value in partial.items()}
-        self.unsaved = True
         if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
             self.save()
 
     def save(self) -> None:
         checkpoint.save_atomic({"key": self.key, "parts": self.parts}, self.path)
-        self.unsaved, self.saved_at = False, time.monotonic()
+        self.saved_at = time.monotonic()
