@@ -23,7 +23,7 @@ import sys
 
 CHILD = r"""
 import inspect, json, sys, time, torch
-from vaebench.diagnostics import aggregate_log_density, elbo_surgery
+from vaebench.metrics.surgery import aggregate_log_density, elbo_surgery
 n, d, repeats = int(sys.argv[1]), 40, int(sys.argv[2])
 torch.manual_seed(0)
 loc = torch.randn(n, d)

@@ -29,7 +29,7 @@ from benchutil import describe, median, peak_memory_bytes, pick_device, table, t
 def training_points(n: int, mnist: str | None) -> torch.Tensor:
     if mnist is None:
         return torch.rand(n, 1, 28, 28).bernoulli()
-    from vaebench.data import fixed_binarization, mnist as load_mnist
+    from vaebench.datasets import fixed_binarization, mnist as load_mnist
 
     return fixed_binarization(load_mnist(0, root=mnist, binarize="dynamic", val_size=10000).train[:n])
 
@@ -37,7 +37,7 @@ def training_points(n: int, mnist: str | None) -> torch.Tensor:
 def every_point_prior_class():
     """The same prior with gradients through every point (as before responsibilities chose them): each
     chunk of the split encoded with gradients under torch.utils.checkpoint."""
-    from vaebench.priors import AggregatePosteriorPrior, EncodedAggregate
+    from vaebench.priors.aggregate import AggregatePosteriorPrior, EncodedAggregate
 
     class EveryPointAggregate(EncodedAggregate):
         def log_prob(self, z):

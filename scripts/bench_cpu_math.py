@@ -1,4 +1,4 @@
-"""torch's CPU math kernels before and after `vaebench.cpu_math.use_fast_cpu_math()`, in one fresh process.
+"""torch's CPU math kernels before and after `vaebench.run.cpu_math.use_fast_cpu_math()`, in one fresh process.
 
     python scripts/bench_cpu_math.py
 
@@ -42,7 +42,7 @@ def main() -> None:
     }
     before = {name: micros(fn) for name, fn in kernels.items()}  # must run before anything calls pow
 
-    from vaebench.cpu_math import use_fast_cpu_math
+    from vaebench.run.cpu_math import use_fast_cpu_math
 
     use_fast_cpu_math()
     after = {name: micros(fn) for name, fn in kernels.items()}

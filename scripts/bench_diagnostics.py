@@ -3,7 +3,7 @@
     python scripts/bench_diagnostics.py                    # N = 10,000, latent 40, about 20 s on CPU
     python scripts/bench_diagnostics.py --device cuda --points 60000
 
-Times vaebench.diagnostics.aggregate_log_density (log q(z_n) at every sample: N x N pairwise
+Times vaebench.metrics.surgery.aggregate_log_density (log q(z_n) at every sample: N x N pairwise
 log-densities, each chunk one matrix product and an in-place logsumexp) and the whole
 elbo_surgery (that, plus the aggregate's 1-D marginals on TC_POINTS samples, for TC and the
 dimension-wise KL), on synthetic posteriors. The pairwise evaluation's GFLOP/s (its matrix products,
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     device = pick_device(args.device)
 
-    from vaebench.diagnostics import TC_POINTS, aggregate_log_density, elbo_surgery
+    from vaebench.metrics.surgery import TC_POINTS, aggregate_log_density, elbo_surgery
 
     n, d = args.points, args.latent
     torch.manual_seed(0)

@@ -8,7 +8,7 @@
 The model is the paper's (built from the Hydra config, untrained: the speed does not depend on the
 weights), the points synthetic binary 28x28 images. The work is split_diagnostics' own: every point
 encoded once, its S samples decoded in calls of at most --pairs (sample, point) pairs, by default
-as many as vaebench.diagnostics.pairs_per_call allows on the device.
+as many as vaebench.metrics.likelihood.pairs_per_call allows on the device.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def main() -> None:
     device = pick_device(args.device)
     points = args.points or (TEST_POINTS if device.type == "cuda" else 200)
 
-    from vaebench.components import build_model
-    from vaebench.diagnostics import importance_weighted_log_likelihood, pairs_per_call
+    from vaebench.config.components import build_model
+    from vaebench.metrics.likelihood import importance_weighted_log_likelihood, pairs_per_call
 
     torch.manual_seed(0)
     x = torch.rand(points, *IMAGE, device=device).bernoulli()

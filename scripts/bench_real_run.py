@@ -83,7 +83,7 @@ def child(record_path: str, argv: list[str]) -> None:
     """`vaebench <argv>` as the CLI runs it, with Trainer._end_epoch wrapped to write one JSON line per
     epoch: the trainer's own samples/s and the counters over the epoch's training and its evaluation."""
     from vaebench import cli
-    from vaebench.trainer import Trainer
+    from vaebench.run.trainer import Trainer
 
     out = open(record_path, "a", buffering=1)
     mark = {}
@@ -169,7 +169,7 @@ def bench_train_rates(name: str, rounds: int, device, run_dir: Path) -> list[flo
     import torch
 
     import bench_train
-    from vaebench.data import Dataset
+    from vaebench.datasets import Dataset
 
     torch.manual_seed(0)
     steps = 50
@@ -186,7 +186,7 @@ def interleaved(name: str, cycles: int, data_overrides: list[str], device, run_d
     same training tensor, a matrix product. Returns per-contender lists of (samples/s, counters)."""
     import bench_train
     from benchutil import matmul_gflops, synchronize
-    from vaebench.components import build_dataset
+    from vaebench.config.components import build_dataset
 
     cfg = bench_train.vaebench_config([*bench_train.MODELS[name], *[o for o in data_overrides]])
     data = build_dataset(cfg.dataset, int(cfg.seed)).to(device)

@@ -3,7 +3,7 @@
     python scripts/bench_surgery_memory.py                          # N = 10,000 and 50,000, R = 4
     PYTHONPATH=OLD_TREE python scripts/bench_surgery_memory.py      # another version of vaebench
 
-Runs vaebench.diagnostics.split_diagnostics, as a final evaluation does (the aggregate q(z) at R draws
+Runs vaebench.metrics.diagnostics.split_diagnostics, as a final evaluation does (the aggregate q(z) at R draws
 per point, N x N pairwise, and its 1-D marginals on TC_POINTS samples), for an untrained MLP VAE on N
 synthetic images, each size in a fresh process, and prints the peak resident memory above the process's start (ru_maxrss) and the seconds
 taken. The surgery itself needs tens of MB; more is heap fragmentation from freeing and reallocating
@@ -28,7 +28,7 @@ def measure(points: int, draws: int) -> dict:
     (latent 40, hidden 300, the standard prior), `draws` draws per point, as a final evaluation runs it."""
     import torch
 
-    from vaebench.diagnostics import split_diagnostics
+    from vaebench.metrics.diagnostics import split_diagnostics
     from vaebench.models import MLPVAE
     from vaebench.priors import StandardPrior
 

@@ -56,15 +56,15 @@ IMAGE = (1, 28, 28)
 def vaebench_config(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from vaebench.train import config_dir  # also registers the config's resolvers
+    from vaebench.run.train import config_dir  # also registers the config's resolvers
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
 
 
 def vaebench_trainer(overrides: list[str], data, compile_: bool, run_dir: Path, precision: str = "fp32"):
-    from vaebench.components import build_model
-    from vaebench.trainer import Trainer
+    from vaebench.config.components import build_model
+    from vaebench.run.trainer import Trainer
 
     class EpochTrainer(Trainer):
         """Trainer.fit's loop as is; the end of an epoch only counts it (no evaluation, no checkpoint)."""
@@ -271,7 +271,7 @@ def main() -> None:
         sys.exit(f"unknown --models {unknown}; choose from {', '.join(MODELS)}")
     device = pick_device(args.device)
 
-    from vaebench.data import Dataset
+    from vaebench.datasets import Dataset
 
     torch.manual_seed(0)
     # Grey levels k/255 in [0, 1], both ends present, as in MNIST.

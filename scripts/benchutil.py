@@ -14,11 +14,11 @@ import torch
 
 
 def pick_device(name: str, fast_cpu_math: bool = True) -> torch.device:
-    """The device; on a CPU also torch's fast math kernels for the whole process (vaebench.cpu_math),
+    """The device; on a CPU also torch's fast math kernels for the whole process (vaebench.run.cpu_math),
     so that every contender in a script runs with the same kernels."""
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
     if device.type == "cpu" and fast_cpu_math:
-        from vaebench.cpu_math import use_fast_cpu_math
+        from vaebench.run.cpu_math import use_fast_cpu_math
 
         use_fast_cpu_math()
     return device

@@ -4,7 +4,7 @@ torch.compile() or, since compilation is lazy, at the first step (e.g. no workin
 import pytest
 import torch
 
-from vaebench.trainer import _CompiledOrEager
+from vaebench.run.compiled import CompiledOrEager
 
 
 def _fails_at_compile(fn):
@@ -20,7 +20,7 @@ def _fails_at_first_call(fn):
 @pytest.mark.parametrize("broken_compile", [_fails_at_compile, _fails_at_first_call])
 def test_a_failing_torch_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys, broken_compile):
     monkeypatch.setattr(torch, "compile", broken_compile)
-    step = _CompiledOrEager(lambda x: 2 * x)
+    step = CompiledOrEager(lambda x: 2 * x)
     assert [float(step(torch.tensor(v))) for v in (1.0, 2.0)] == [2.0, 4.0]
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "training uncompiled" in err
@@ -34,4 +34,4 @@ def test_an_error_of_the_step_itself_still_raises(monkeypatch):
         raise ValueError("a bug in the model")
 
     with pytest.raises(ValueError, match="a bug in the model"):
-        _CompiledOrEager(step)(torch.ones(1))
+        CompiledOrEager(step)(torch.ones(1))

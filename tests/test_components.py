@@ -14,14 +14,14 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from tests.conftest import TINY, read_metrics, run_cli, run_dirs
-from vaebench import checkpoint
-from vaebench.checks import Count, check_arguments
-from vaebench.components import GROUPS, build, check_component
-from vaebench.config_tree import saved_config
+from vaebench.run import checkpoint
+from vaebench.config.checks import Count, check_arguments
+from vaebench.config.components import GROUPS, build, check_component
+from vaebench.config.saved import saved_config
 from vaebench.errors import UserError
-from vaebench.settings import SETTINGS
-from vaebench.train import config_dir
-from vaebench.validate import validate_config
+from vaebench.config.settings import SETTINGS
+from vaebench.run.train import config_dir
+from vaebench.config.validate import validate_config
 
 
 def composed(*overrides: str):

@@ -8,7 +8,7 @@ import torch, torch.nn.functional as F
 torch.manual_seed(0)
 x = 10 * torch.randn(50_000)
 before = [torch.log1p(x.abs()), F.softplus(x), F.logsigmoid(x)]
-from vaebench.cpu_math import use_fast_cpu_math
+from vaebench.run.cpu_math import use_fast_cpu_math
 use_fast_cpu_math()
 use_fast_cpu_math()
 after = [torch.log1p(x.abs()), F.softplus(x), F.logsigmoid(x)]

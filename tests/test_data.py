@@ -2,7 +2,7 @@
 
 import torch
 
-from vaebench.data import bernoulli_image
+from vaebench.datasets.arrays import bernoulli_image
 
 
 def test_each_pixel_is_one_with_probability_its_grey_level():

@@ -7,14 +7,9 @@ import pytest
 import torch
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
-from vaebench import diagnostics
-from vaebench.diagnostics import (
-    active_units,
-    aggregate_log_density,
-    aggregate_marginal_log_density,
-    elbo_surgery,
-    importance_weighted_log_likelihood,
-)
+from vaebench.metrics import diagnostics, likelihood, surgery
+from vaebench.metrics.likelihood import importance_weighted_log_likelihood
+from vaebench.metrics.surgery import active_units, aggregate_log_density, aggregate_marginal_log_density, elbo_surgery
 from tests.test_elbo import PRIORS, tiny_model
 
 
@@ -38,7 +33,7 @@ def test_aggregate_densities_match_brute_force(monkeypatch):
     torch.manual_seed(0)
     loc, scale = torch.randn(50, 4), torch.rand(50, 4) + 0.1
     z = torch.randn(30, 4)
-    monkeypatch.setattr(diagnostics, "PAIRWISE_BUDGET", 200)  # force several chunks
+    monkeypatch.setattr(surgery, "PAIRWISE_BUDGET", 200)  # force several chunks
     joint, marginal = brute_force_aggregate(z, loc, scale)
     assert torch.allclose(aggregate_log_density(z, loc, scale), joint, atol=1e-3)
     assert torch.allclose(aggregate_marginal_log_density(z, loc, scale), marginal, atol=1e-4)
@@ -153,7 +148,7 @@ def test_split_diagnostics_surgery_identity_for_every_prior(prior):
     for p in vae.encoder.parameters():  # make the codes informative
         p.data.mul_(3)
     x = torch.rand(300, 1, 8, 8).bernoulli()
-    from vaebench.evaluate import split_terms
+    from vaebench.metrics.evaluation import split_terms
 
     kl = float(split_terms(vae, x.repeat(20, 1, 1, 1), 1000)["kl"])
     diag = diagnostics.split_diagnostics(vae, x, 1000, iw_samples=50)
@@ -221,7 +216,7 @@ def ppca_vae(d=5, k=2, noise=0.5, posterior_widening=1.0, seed=0, offset=50.0):
     regime: each hidden layer adds `offset` and the next layer takes it off again. W has orthogonal
     columns, so the exact posterior is diagonal. Returns the model, data, W and b."""
     from vaebench.models import VAE
-    from vaebench.nets import Likelihood, MLPDecoder, MLPEncoder
+    from vaebench.models import Likelihood, MLPDecoder, MLPEncoder
     from vaebench.priors import StandardPrior
 
     torch.manual_seed(seed)
@@ -264,7 +259,7 @@ def test_the_vae_log_likelihood_equals_probabilistic_pca_in_closed_form():
     assert abs(report["posterior_kl"]) < 1e-3 and report["posterior_kl_se"] < 1e-3
     assert abs(report["elbo"] - float(exact.mean())) < 4 * report["elbo_se"]
     torch.manual_seed(0)
-    log_px, elbo_iw = diagnostics.importance_sampling_terms(
+    log_px, elbo_iw = likelihood.importance_sampling_terms(
         lambda block, s: model.log_importance_weights(block, model.prior(), s), x, samples=3)
     assert torch.allclose(log_px, exact, atol=1e-3) and torch.allclose(elbo_iw, exact, atol=1e-3)
 
@@ -282,7 +277,7 @@ def test_posterior_kl_is_the_kl_between_the_encoder_and_the_exact_posterior():
 
 # -- the two-level model: each layer's KL, and the surgery of z2 -----------------------------------
 def test_hvae_layer_kls_in_closed_form_and_kl_z2_is_mutual_info_plus_marginal_kl():
-    from vaebench.evaluate import split_terms
+    from vaebench.metrics.evaluation import split_terms
     from vaebench.models import HVAE
     from vaebench.priors import StandardPrior
 
@@ -313,8 +308,8 @@ def test_hvae_layer_kls_in_closed_form_and_kl_z2_is_mutual_info_plus_marginal_kl
 
 
 def test_the_log_likelihood_reports_its_progress_point_by_point_and_a_slow_one_is_shown(caplog):
-    from vaebench.console import EvaluationProgress
-    from vaebench.diagnostics import importance_sampling_terms
+    from vaebench.views.console import EvaluationProgress
+    from vaebench.metrics.likelihood import importance_sampling_terms
 
     x = torch.zeros(10, 3)
     heard = []
@@ -333,22 +328,22 @@ def test_the_log_likelihood_reports_its_progress_point_by_point_and_a_slow_one_i
 def test_a_stopped_log_likelihood_goes_on_to_the_numbers_of_one_that_never_stopped(monkeypatch):
     vae, _ = tiny_model("mlp", "vamp")
     x = torch.rand(40, 1, 8, 8).bernoulli()
-    monkeypatch.setattr(diagnostics, "pairs_per_call", lambda x: 300)  # blocks of 10 points of 30 samples
+    monkeypatch.setattr(likelihood, "pairs_per_call", lambda x: 300)  # blocks of 10 points of 30 samples
     partials = []
-    straight = diagnostics.log_likelihood_report(vae, x, 1, iw_samples=30, on_block=partials.append)
+    straight = likelihood.log_likelihood_report(vae, x, 1, iw_samples=30, on_block=partials.append)
     assert [len(p["log_px"]) for p in partials] == [10, 20, 30, 40]
 
     torch.manual_seed(99)  # whatever the global stream did meanwhile
-    resumed = diagnostics.log_likelihood_report(vae, x, 1, iw_samples=30, done=partials[2])
+    resumed = likelihood.log_likelihood_report(vae, x, 1, iw_samples=30, done=partials[2])
     assert resumed == straight
     # The stream went on: the last block's samples are not the first block's again.
-    restarted = diagnostics.log_likelihood_report(vae, x, 1, iw_samples=30,
+    restarted = likelihood.log_likelihood_report(vae, x, 1, iw_samples=30,
                                                   done={**partials[2], "random_state": partials[0]["random_state"]})
     assert restarted["log_likelihood"] != straight["log_likelihood"]
 
 
 def test_the_time_left_counts_only_the_points_this_estimate_did_since_it_began(caplog):
-    from vaebench.console import EvaluationProgress
+    from vaebench.views.console import EvaluationProgress
 
     now = [0.0]
     progress = EvaluationProgress(100, "test log p(x)", quiet_s=0.0, every_s=0.0, done=40)

@@ -9,7 +9,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import board_dir, read_metrics, run_cli, run_dirs
-from vaebench.disentanglement import METRIC_NAMES
+from vaebench.metrics.disentanglement import METRIC_NAMES
 
 SMALL_SPRITES = ["dataset=sprites", "dataset.size=32", "dataset.scales=2", "dataset.orientations=3",
                  "dataset.positions=6"]  # 648 images

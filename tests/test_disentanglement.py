@@ -4,8 +4,8 @@ themselves (perfect), a random rotation of them (entangled), and noise (nothing)
 import numpy as np
 import pytest
 
-from vaebench import disentanglement as dis
-from vaebench.sprites import factor_grid
+from vaebench.metrics import disentanglement as dis
+from vaebench.datasets.with_factors import factor_grid
 
 NAMES = ("shape", "scale", "orientation", "x", "y")
 FACTORS = factor_grid((3, 4, 5, 6, 6))  # 2,160 points, every combination once: the factors are independent

@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from tests.conftest import TINY, read_metrics, run_cli, run_dirs
-from vaebench.config_tree import config_dir
-from vaebench.data import fixed_binarization, mnist5k
+from vaebench.config.saved import config_dir
+from vaebench.datasets import fixed_binarization, mnist5k
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMALL = [o for o in TINY if not o.startswith("trainer.epochs=")] + [
@@ -42,9 +42,9 @@ def test_the_experiment_composes_into_the_eight_places_of_the_axis_on_mnist5k():
             assert prior.get("K") == k and prior.get("learn_inputs") == learn_inputs and prior.get("init") == init
             # the same data, model, seed and budget for every place
             assert (cfg.dataset._target_, cfg.model._target_, cfg.seed, cfg.trainer.epochs, cfg.beta) == (
-                "vaebench.data.mnist5k", "vaebench.models.MLPVAE", 0, sweep.trainer.epochs, 1.0)
+                "vaebench.datasets.mnist5k", "vaebench.models.MLPVAE", 0, sweep.trainer.epochs, 1.0)
         other = compose("config", overrides=["+experiment=eb_spectrum", "spectrum=7_aggregate", "dataset=fashion_mnist"])
-        assert other.dataset._target_ == "vaebench.data.fashion_mnist"
+        assert other.dataset._target_ == "vaebench.datasets.fashion_mnist"
 
 
 def test_the_frozen_vampprior_keeps_its_pseudo_inputs_at_training_points(tmp_path):

@@ -7,8 +7,8 @@ import torch
 from omegaconf import OmegaConf
 from torch.distributions import Independent, Normal, StudentT, kl_divergence
 
-from vaebench import elbo
-from vaebench.components import build_model
+from vaebench.metrics import elbo
+from vaebench.config.components import build_model
 
 PRIORS = {
     "standard": {"_target_": "vaebench.priors.StandardPrior", "sigma": 1.0},
@@ -142,7 +142,7 @@ class OnlyLogProbAndSample(torch.distributions.Distribution):
 
 def user_prior_vae(make_prior):
     from vaebench.models import VAE
-    from vaebench.nets import Likelihood, MLPDecoder, MLPEncoder
+    from vaebench.models import Likelihood, MLPDecoder, MLPEncoder
 
     torch.manual_seed(13)
     shape = (1, 4, 4)
@@ -180,8 +180,8 @@ def test_kl_per_dim_for_a_laplace_prior_estimates_its_closed_form():
 
 
 def test_a_user_laplace_prior_gets_dimwise_kl_and_a_log_prob_only_prior_gets_the_rest():
-    from vaebench.diagnostics import split_diagnostics, split_report
-    from vaebench.evaluate import split_terms
+    from vaebench.metrics.diagnostics import split_diagnostics, split_report
+    from vaebench.metrics.evaluation import split_terms
 
     laplace, x = user_prior_vae(lambda: Independent(torch.distributions.Laplace(torch.zeros(3), torch.ones(3)), 1))
     diag = split_diagnostics(laplace, x, 100, surgery_samples=2)
@@ -202,8 +202,8 @@ def test_a_mixture_priors_per_dimension_kl_scores_only_the_splits_first_points(m
     """Its 1-D marginals cost K components per coordinate (K = N for the aggregate posterior): the
     per-dimension KL is the mean over the first MIXTURE_KL_PER_DIM_POINTS points, in whole batches,
     the same estimate as over those points alone; the other terms still average every point."""
-    from vaebench import evaluate
-    from vaebench.priors import DiagonalGaussianMixture
+    from vaebench.metrics import evaluation as evaluate
+    from vaebench.distributions import DiagonalGaussianMixture
 
     monkeypatch.setattr(evaluate, "MIXTURE_KL_PER_DIM_POINTS", 50)
     scored = []
@@ -225,7 +225,7 @@ def test_a_mixture_priors_per_dimension_kl_scores_only_the_splits_first_points(m
 # -- bits per dimension -----------------------------------------------------------------------------
 def test_bits_per_dim_of_a_density_are_those_of_the_8_bit_data():
     """Gaussian likelihood: the density times the bin width 1/256 per dimension; Bernoulli: as it is."""
-    from vaebench.evaluate import split_terms
+    from vaebench.metrics.evaluation import split_terms
 
     gaussian, data = tiny_model("mlp", "standard", likelihood="gaussian")
     terms = split_terms(gaussian, data, 100)

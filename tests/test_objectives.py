@@ -11,18 +11,19 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import get_object
 from omegaconf import OmegaConf
 
 from tests.conftest import TINY, read_metrics, run_cli, run_dirs
-from vaebench import elbo
-from vaebench.collapse import CollapseWatch, collapse_finding, dimensions_in_use
-from vaebench.components import build_model, build_objective
-from vaebench.diagnostics import importance_weighted_log_likelihood
+from vaebench.metrics import elbo
+from vaebench.metrics.collapse import CollapseWatch, collapse_finding, dimensions_in_use
+from vaebench.config.components import build_model, build_objective
+from vaebench.metrics.likelihood import importance_weighted_log_likelihood
 from vaebench.errors import UserError
 from vaebench.objectives import elbo_pass, top_layer
 from vaebench.objectives.beta_tc import tc_decomposition
 from vaebench.objectives.capacity import capacity_nats
-from vaebench.train import config_dir  # also registers the config's resolvers
+from vaebench.run.train import config_dir  # also registers the config's resolvers
 
 OBJECTIVES = ("elbo", "capacity", "free_bits", "beta_tc", "iwae")
 QUANTITIES = {  # what each objective logs beside the ELBO terms, as train/objective/<name>
@@ -41,7 +42,8 @@ def tiny(*overrides: str):
     torch.manual_seed(0)
     x = torch.rand(64, 1, 4, 4).bernoulli()
     model = build_model(cfg, x.shape[1:], x)
-    choices = {"objective": cfg.objective._target_.rsplit(".", 2)[-2], "prior": "test"}
+    objective_module = get_object(cfg.objective._target_).__module__  # vaebench.objectives.beta_tc
+    choices = {"objective": objective_module.rsplit(".", 1)[-1], "prior": "test"}
     objective = build_objective(cfg.objective, model, len(x), 1, cfg.beta, choices)
     return model, objective, x
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
-from vaebench.nets import MLPEncoder
-from vaebench.priors import DiagonalGaussianMixture, MixturePrior, StandardPrior, VampPrior
+from vaebench.models import MLPEncoder
+from vaebench.distributions import DiagonalGaussianMixture
+from vaebench.priors import MixturePrior, StandardPrior, VampPrior
 
 
 def reference_mixture(m: DiagonalGaussianMixture) -> MixtureSameFamily:
@@ -146,14 +147,14 @@ def test_a_mixture_evaluates_many_points_in_blocks_with_the_same_numbers_and_gra
     """log_prob and marginal_log_prob take z in blocks of MIXTURE_BLOCK_ELEMENTS component densities (so
     that a 50,000-component aggregate at 1,000 points needs no 16 GB array): the same values and
     gradients as in one piece."""
-    from vaebench import priors
+    from vaebench.distributions import mixture
 
     torch.manual_seed(0)
     loc, scale = torch.randn(30, 4, requires_grad=True), torch.rand(30, 4) + 0.1
     z = torch.randn(7, 5, 4)
     whole = DiagonalGaussianMixture(torch.zeros(30), loc, scale)
     joint, marginal = whole.log_prob(z), whole.marginal_log_prob(z)
-    monkeypatch.setattr(priors, "MIXTURE_BLOCK_ELEMENTS", 30 * 4 * 3)  # 3 rows a block for the marginals
+    monkeypatch.setattr(mixture, "MIXTURE_BLOCK_ELEMENTS", 30 * 4 * 3)  # 3 rows a block for the marginals
     blocked = DiagonalGaussianMixture(torch.zeros(30), loc, scale)
     assert torch.equal(blocked.log_prob(z), joint) and torch.equal(blocked.marginal_log_prob(z), marginal)
     gradients = [torch.autograd.grad(f(m).sum(), loc)[0] for m in (whole, blocked)
@@ -164,7 +165,7 @@ def test_a_mixture_evaluates_many_points_in_blocks_with_the_same_numbers_and_gra
 def test_the_aggregate_keeps_float32_only_where_it_is_accurate():
     """aggregate_log_density picks float32 for broad posteriors and float64 for sharp ones; both within
     1e-3 nats per point of the float64 reference."""
-    from vaebench.diagnostics import aggregate_log_density, aggregate_marginal_log_density, expansion_dtypes
+    from vaebench.metrics.surgery import aggregate_log_density, aggregate_marginal_log_density, expansion_dtypes
 
     torch.manual_seed(7)
     for scale_low, expected in [(0.5, torch.float32), (0.003, torch.float64)]:
@@ -258,7 +259,7 @@ def test_the_aggregate_prior_backpropagates_only_through_points_that_carry_weigh
 def test_the_aggregate_prior_leaves_no_marginal_kl_on_its_own_points_so_kl_is_mutual_information():
     """K = N on the training split: KL(q(z) || p(z)) = 0, so KL(q(z|x) || p(z)) = I(n; z) <= log N, within
     Monte-Carlo error; on other points the marginal KL is positive."""
-    from vaebench.diagnostics import split_report
+    from vaebench.metrics.diagnostics import split_report
 
     model, x = aggregate_prior(n=200, seed=3)
     for p in model.encoder.parameters():  # informative codes: a mutual information well above 0

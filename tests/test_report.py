@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from omegaconf import OmegaConf
 
-from vaebench import report as rep
-from vaebench.config_tree import config_dir
+from vaebench.report import command, points, rate_distortion, runs, settings, table, term_plots
+from vaebench.config.saved import config_dir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SE_TERMS = ("elbo", "reconstruction", "kl", "mutual_info", "marginal_kl", "total_correlation")
@@ -77,22 +77,22 @@ def beta_by_prior(**kwargs) -> list[dict]:
 
 
 def rows_of(records: list[dict]) -> list[dict]:
-    return [rep.table_row(rep.Run(str(i), m)) for i, m in enumerate(records)]
+    return [runs.table_row(runs.Run(str(i), m)) for i, m in enumerate(records)]
 
 
-def axes_of(records: list[dict]) -> rep.PlotAxes:
+def axes_of(records: list[dict]) -> settings.PlotAxes:
     rows = rows_of(records)
-    return rep.choose_axes(rows, rep.varied_settings(rows))
+    return settings.choose_axes(rows, settings.varied_settings(rows))
 
 
 # -- reading both layouts -------------------------------------------------------------------------
 @pytest.mark.parametrize("layout", ["new", "old"])
 def test_component_names_are_read_from_either_layout(layout):
     config = record(prior="mog", layout=layout)["config"]
-    assert rep.component_name(config, "prior") == "mog"
-    assert rep.component_name(config, "dataset") == "mnist5k"
-    assert rep.component_name(config, "objective") is None
-    settings = rep.run_settings(config)
+    assert runs.component_name(config, "prior") == "mog"
+    assert runs.component_name(config, "dataset") == "mnist5k"
+    assert runs.component_name(config, "objective") is None
+    settings = runs.run_settings(config)
     assert settings["prior"] == "mog" and settings["prior.K"] == 500
     assert not any(key.endswith(("_target_", ".name")) or key.startswith(("choices", "hydra")) for key in settings)
 
@@ -104,74 +104,74 @@ def test_a_users_own_component_and_unknown_groups_are_read_by_name():
     rows = rows_of([{**record(), "config": config}])
     assert rows[0]["prior"] == "student_t" and rows[0]["objective"] == "iwae"
     assert rows[0]["objective.samples"] == 5
-    assert rep.prior_label(rows[0]) == "student_t"
+    assert settings.prior_label(rows[0]) == "student_t"
 
 
 def test_old_and_new_records_of_one_sweep_differ_only_in_what_was_swept():
-    assert rep.varied_settings(rows_of([record(beta=1, layout="old"), record(beta=4, layout="new")])) == ["beta"]
+    assert settings.varied_settings(rows_of([record(beta=1, layout="old"), record(beta=4, layout="new")])) == ["beta"]
 
 
 # -- which setting goes where ---------------------------------------------------------------------
 def test_a_beta_by_prior_sweep_plots_against_beta_with_one_series_per_prior():
     records = beta_by_prior()
     axes = axes_of(records)
-    assert axes == rep.PlotAxes("beta", ("prior",))
-    labels = {rep.series_label(row, axes) for row in rows_of(records)}
+    assert axes == settings.PlotAxes("beta", ("prior",))
+    labels = {settings.series_label(row, axes) for row in rows_of(records)}
     assert labels == {"standard", "VampPrior K=500"}
-    assert rep.plot_key_name(axes) == "beta"
+    assert settings.plot_key_name(axes) == "beta"
 
 
 def test_the_standard_prior_ignores_k_so_a_shared_grid_value_does_not_vary():
     rows = rows_of([record(prior=p, K=5, beta=b) for p, b in itertools.product(("standard", "vamp"), (1, 4))])
-    assert rep.varied_settings(rows) == ["prior", "beta"]
+    assert settings.varied_settings(rows) == ["prior", "beta"]
     assert {row["prior.K"] for row in rows if row["prior"] == "standard"} == {None}
 
 
 def test_a_sweep_over_k_alone_plots_against_k():
     axes = axes_of([record(K=k) for k in (10, 100, 500)])
-    assert axes == rep.PlotAxes("prior.K", ())
-    assert rep.plot_key_name(axes) == "K"
+    assert axes == settings.PlotAxes("prior.K", ())
+    assert settings.plot_key_name(axes) == "K"
 
 
 def test_a_sweep_over_latent_dim_and_prior_plots_against_latent_dim():
     records = [record(latent_dim=d, prior=p, K=50 if p == "vamp" else None)
                for d, p in itertools.product((2, 10, 40), ("standard", "vamp"))]
     axes = axes_of(records)
-    assert axes == rep.PlotAxes("model.latent_dim", ("prior",))
-    assert {rep.series_label(row, axes) for row in rows_of(records)} == {"standard", "VampPrior K=50"}
+    assert axes == settings.PlotAxes("model.latent_dim", ("prior",))
+    assert {settings.series_label(row, axes) for row in rows_of(records)} == {"standard", "VampPrior K=50"}
 
 
 def test_with_beta_and_another_number_varied_beta_is_the_axis_and_the_other_a_series():
     records = [record(beta=b, K=k) for b, k in itertools.product((1, 4), (50, 500))]
     axes = axes_of(records)
-    assert axes == rep.PlotAxes("beta", ("prior.K",))
-    assert [label for label in rep.aggregate(rows_of(records), axes, "val_kl")] == ["VampPrior K=50", "VampPrior K=500"]
+    assert axes == settings.PlotAxes("beta", ("prior.K",))
+    assert [label for label in points.aggregate(rows_of(records), axes, "val_kl")] == ["VampPrior K=50", "VampPrior K=500"]
 
 
 def test_seeds_are_replicates_averaged_with_their_spread():
     records = [record(beta=b, seed=s) for b, s in itertools.product((1, 2, 4), (0, 1, 2))]
     axes = axes_of(records)
-    assert axes == rep.PlotAxes("beta", ())
-    (series,) = rep.aggregate(rows_of(records), axes, "val_kl").values()
+    assert axes == settings.PlotAxes("beta", ())
+    (series,) = points.aggregate(rows_of(records), axes, "val_kl").values()
     assert [p.x for p in series] == [1, 2, 4]
     kls = [record(beta=1, seed=s)["val"]["kl"] for s in range(3)]
     assert series[0].mean == pytest.approx(sum(kls) / 3)
     assert series[0].error == pytest.approx(statistics.stdev(kls))
     assert series[0].error_kind == "seeds" and len(series[0].values) == 3
-    assert rep.error_caption(series) == "bars: ±1 s.d. over replicate runs (seeds)"
+    assert points.error_caption(series) == "bars: ±1 s.d. over replicate runs (seeds)"
 
 
 def test_a_single_run_per_point_carries_its_monte_carlo_se_or_none():
-    (with_se,) = rep.aggregate(rows_of([record(beta=1), record(beta=2)]), rep.PlotAxes("beta", ()), "val_kl").values()
-    assert with_se[0].error == record()["val"]["kl_se"] and rep.error_caption(with_se) == "bars: ±1 Monte-Carlo SE"
-    (without,) = rep.aggregate(rows_of([record(beta=1, se=False)]), rep.PlotAxes("beta", ()), "val_kl").values()
-    assert without[0].error is None and rep.error_caption(without) == ""
+    (with_se,) = points.aggregate(rows_of([record(beta=1), record(beta=2)]), settings.PlotAxes("beta", ()), "val_kl").values()
+    assert with_se[0].error == record()["val"]["kl_se"] and points.error_caption(with_se) == "bars: ±1 Monte-Carlo SE"
+    (without,) = points.aggregate(rows_of([record(beta=1, se=False)]), settings.PlotAxes("beta", ()), "val_kl").values()
+    assert without[0].error is None and points.error_caption(without) == ""
 
 
 # -- the table ------------------------------------------------------------------------------------
 def test_the_table_shows_what_varies_and_names_the_rest_once_above_it():
-    rows = sorted(rows_of(beta_by_prior()), key=rep._by_val_elbo)
-    text = rep.format_table(rows, rep.varied_settings(rows))
+    rows = sorted(rows_of(beta_by_prior()), key=settings.by_val_elbo)
+    text = table.format_table(rows, settings.varied_settings(rows))
     lines = text.splitlines()
     assert lines[0] == "shared by all 10 runs: dataset=mnist5k model=mlp K=500 (vamp) latent_dim=40 lr=0.0005 seed=0"
     header = lines[2].split()
@@ -182,21 +182,21 @@ def test_the_table_shows_what_varies_and_names_the_rest_once_above_it():
 
 def test_values_carry_a_plus_minus_only_when_the_record_has_a_standard_error():
     elbo = record()["val"]["elbo"]
-    with_se = rep.format_table(rows_of([record()]), [])
+    with_se = table.format_table(rows_of([record()]), [])
     assert f"{elbo:.2f} ± {record()['val']['elbo_se']:.2f}" in with_se
-    without = rep.format_table(rows_of([record(se=False)]), [])
+    without = table.format_table(rows_of([record(se=False)]), [])
     assert "±" not in without.split("\n", 2)[2] and f"{elbo:.2f}" in without
 
 
 def test_counts_print_as_integers():
     row = rows_of([record(latent_dim=40, beta=1, prior="standard", K=None)])[0]
     assert row["val_active_units"] == 28.0  # a float in the record
-    assert rep.metric_cell(row, "val_active_units") == "28"
+    assert table.metric_cell(row, "val_active_units") == "28"
 
 
 def test_the_csv_keeps_every_column_the_markdown_the_console_table(tmp_path):
     write_sweep(tmp_path, beta_by_prior())
-    rep.report([str(tmp_path)])
+    command.report([str(tmp_path)])
     with (tmp_path / "report.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 10
@@ -219,13 +219,13 @@ def png_names(folder: Path) -> set[str]:
 
 def test_a_beta_sweep_keeps_the_figure_names_users_rely_on(tmp_path):
     write_sweep(tmp_path, beta_by_prior())
-    rep.report([str(tmp_path)])
+    command.report([str(tmp_path)])
     assert png_names(tmp_path) == {"rate_distortion.png", "mutual_info_vs_beta.png", "marginal_kl_vs_beta.png"}
 
 
 def test_a_k_sweep_names_its_figures_by_k(tmp_path):
     write_sweep(tmp_path, [record(K=k, layout="old", se=False) for k in (10, 100, 500)])
-    rep.report([str(tmp_path)])
+    command.report([str(tmp_path)])
     # VampPriors at three K are three places of the empirical-Bayes axis as well
     assert png_names(tmp_path) == {"rate_distortion.png", "mutual_info_vs_K.png", "marginal_kl_vs_K.png", "prior_axis.png"}
 
@@ -233,17 +233,17 @@ def test_a_k_sweep_names_its_figures_by_k(tmp_path):
 def test_a_k_axis_draws_a_prior_without_k_as_a_level_line(tmp_path):
     records = [record(prior=p, K=k) for p, k in itertools.product(("standard", "vamp"), (50, 500))]
     axes = axes_of(records)
-    assert axes == rep.PlotAxes("prior.K", ("prior",))
-    figure = drawn(rep.term_figure(rows_of(records), axes, "marginal_kl"))
+    assert axes == settings.PlotAxes("prior.K", ("prior",))
+    figure = drawn(term_plots.term_figure(rows_of(records), axes, "marginal_kl"))
     assert [t.get_text() for t in figure.legends[0].get_texts()] == ["standard (no K)", "VampPrior"]
     write_sweep(tmp_path, records)
-    rep.report([str(tmp_path)])
+    command.report([str(tmp_path)])
     assert "rate_distortion.png" in png_names(tmp_path)
 
 
 def test_a_sweep_over_the_prior_alone_puts_the_priors_side_by_side(tmp_path):
     write_sweep(tmp_path, [record(prior=p, K=500 if p != "standard" else None) for p in ("standard", "vamp", "mog")])
-    rep.report([str(tmp_path)])
+    command.report([str(tmp_path)])
     assert {"mutual_info_vs_prior.png", "prior_axis.png"} <= png_names(tmp_path)
 
 
@@ -301,7 +301,7 @@ def test_the_overlap_check_sees_labels_that_overprint():
     [record(beta=1)],
 ], ids=["beta-by-prior", "seeds", "latent-dim-by-K", "one-run"])
 def test_no_two_labels_of_the_rate_distortion_plane_overlap(records):
-    figure = drawn(rep.rate_distortion_figure(rows_of(records), axes_of(records)))
+    figure = drawn(rate_distortion.rate_distortion_figure(rows_of(records), axes_of(records)))
     assert overlapping_texts(figure) == []
     (ax, *_) = figure.axes
     assert figure.bbox.contains(*ax.xaxis.label.get_window_extent().p0)  # nothing clipped at the edge
@@ -309,7 +309,7 @@ def test_no_two_labels_of_the_rate_distortion_plane_overlap(records):
 
 def test_every_dashed_line_of_equal_elbo_is_labelled_once():
     records = beta_by_prior()
-    figure = drawn(rep.rate_distortion_figure(rows_of(records), axes_of(records)))
+    figure = drawn(rate_distortion.rate_distortion_figure(rows_of(records), axes_of(records)))
     main = figure.axes[0]
     dashed = [line for line in main.get_lines() if line.get_linestyle() == "--"]
     labels = [t.get_text() for ax in main.child_axes for axis in (ax.xaxis, ax.yaxis)
@@ -321,7 +321,7 @@ def test_every_dashed_line_of_equal_elbo_is_labelled_once():
 def test_term_plots_tick_beta_as_typed_and_keep_log_n_from_squashing_the_data():
     records = beta_by_prior()
     rows, axes = rows_of(records), axes_of(records)
-    figure = drawn(rep.term_figure(rows, axes, "marginal_kl"))
+    figure = drawn(term_plots.term_figure(rows, axes, "marginal_kl"))
     ax = figure.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0.5", "1", "2", "4", "8"]
     assert ax.get_title() == "Marginal KL against β"
@@ -332,25 +332,25 @@ def test_term_plots_tick_beta_as_typed_and_keep_log_n_from_squashing_the_data():
 
     for row in rows:  # a posterior near collapse: I(n;z) far below log 500 = 6.2
         row["val_mutual_info"] /= 100
-    collapsed = drawn(rep.term_figure(rows, axes, "mutual_info", bound=math.log(500)))
+    collapsed = drawn(term_plots.term_figure(rows, axes, "mutual_info", bound=math.log(500)))
     assert collapsed.axes[0].get_ylim()[1] < 1
     assert "log N = 6.21 (off scale, above)" in [t.get_text() for t in collapsed.legends[0].get_texts()]
     for row in rows:
         row["val_mutual_info"] *= 100
-    informative = drawn(rep.term_figure(rows, axes, "mutual_info", bound=math.log(500)))
+    informative = drawn(term_plots.term_figure(rows, axes, "mutual_info", bound=math.log(500)))
     assert informative.axes[0].get_ylim()[1] > math.log(500)
     assert "log N = 6.21 (upper bound)" in [t.get_text() for t in informative.legends[0].get_texts()]
 
 
 def test_unfinished_runs_are_counted_and_left_out(tmp_path, capsys):
     write_sweep(tmp_path, [record(beta=1), record(beta=2), record(beta=4, status="diverged")])
-    rep.report([str(tmp_path)])
+    command.report([str(tmp_path)])
     assert "skipped 1 unfinished run (1 diverged)" in capsys.readouterr().out
 
 
 # -- the empirical-Bayes axis ---------------------------------------------------------------------
 def test_the_prior_axis_orders_priors_by_their_dependence_on_the_data_and_needs_nothing_else_varied():
-    from vaebench import prior_axis
+    from vaebench.report import prior_axis
 
     records = [record(prior="standard", K=None), record(prior="mog", K=500),
                *(record(prior="vamp", K=k) for k in (1, 10, 500))]
@@ -358,10 +358,10 @@ def test_the_prior_axis_orders_priors_by_their_dependence_on_the_data_and_needs_
     aggregate["config"]["choices"]["prior"] = "aggregate"
     aggregate["train"]["mutual_info_max"] = math.log(4000)
     rows = rows_of([*records, aggregate])
-    placed = prior_axis.axis_rows(rows, rep.varied_settings(rows))
+    placed = prior_axis.axis_rows(rows, settings.varied_settings(rows))
     ticks = [row["place"].tick for row in sorted(placed, key=lambda row: row["place"].x)]
     assert ticks == ["N(0, I)", "MoG", "1", "10", "500", "N = 4,000"]
     assert [row["place"].family for row in placed][-1] == prior_axis.FIXED
     # beta varies too: its points would mix betas, so no axis
     mixed = rows_of(beta_by_prior())
-    assert prior_axis.axis_rows(mixed, rep.varied_settings(mixed)) == []
+    assert prior_axis.axis_rows(mixed, settings.varied_settings(mixed)) == []

@@ -8,8 +8,8 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from tests.test_report import record, rows_of, write_sweep
-from vaebench import report as rep
-from vaebench import report_disentanglement as dis_rep
+from vaebench.report import command, settings, table
+from vaebench.report import disentanglement as dis_rep
 
 
 def with_factors(beta: float, seed: int = 0, objective: str = "elbo") -> dict:
@@ -31,15 +31,15 @@ def beta_sweep() -> list[dict]:
 
 def test_the_table_and_csv_carry_the_metrics_only_where_runs_have_them(tmp_path):
     rows = rows_of(beta_sweep())
-    varied = rep.varied_settings(rows)
+    varied = settings.varied_settings(rows)
     assert "disentanglement_mig" not in varied and "objective" in varied  # a metric, not a setting
-    columns = rep.table_columns(rows, varied)
+    columns = table.table_columns(rows, varied)
     assert {"disentanglement_mig", "disentanglement_factor_vae_score", "disentanglement_dci_disentanglement"} <= set(columns)
-    assert "MIG" in rep.format_table(rows, varied) and "every split's points" in rep.table_note(rows)
+    assert "MIG" in table.format_table(rows, varied) and "every split's points" in table.table_note(rows)
     plain = rows_of([record(beta=b) for b in (1, 2)])
-    assert not any(c.startswith("disentanglement_") for c in rep.csv_columns(plain))
+    assert not any(c.startswith("disentanglement_") for c in table.csv_columns(plain))
     write_sweep(tmp_path, beta_sweep())
-    rep.report([str(tmp_path)])
+    command.report([str(tmp_path)])
     with (tmp_path / "report.csv").open() as f:
         first = next(csv.DictReader(f))
     assert float(first["disentanglement_dci_completeness"]) > 0
@@ -47,7 +47,7 @@ def test_the_table_and_csv_carry_the_metrics_only_where_runs_have_them(tmp_path)
 
 def test_a_beta_sweep_draws_every_metric_against_beta(tmp_path):
     write_sweep(tmp_path, beta_sweep())
-    rep.report([str(tmp_path)])
+    command.report([str(tmp_path)])
     assert (tmp_path / "disentanglement_vs_beta.png").read_bytes().startswith(b"\x89PNG")
     markdown = (tmp_path / "report.md").read_text()
     assert "![disentanglement_vs_beta](disentanglement_vs_beta.png)" in markdown
@@ -57,7 +57,7 @@ def test_a_beta_sweep_draws_every_metric_against_beta(tmp_path):
 
 def test_each_panel_draws_the_mean_over_seeds_of_each_series():
     rows = rows_of(beta_sweep())
-    axes = rep.choose_axes(rows, rep.varied_settings(rows))
+    axes = settings.choose_axes(rows, settings.varied_settings(rows))
     assert axes.x == "beta" and axes.series == ("objective",)
     figure = dis_rep.metrics_figure(rows, axes)
     FigureCanvasAgg(figure).draw()
@@ -71,5 +71,5 @@ def test_each_panel_draws_the_mean_over_seeds_of_each_series():
 
 def test_a_sweep_without_factors_gets_no_disentanglement_figure(tmp_path):
     write_sweep(tmp_path, [record(beta=b) for b in (1, 2)])
-    rep.report([str(tmp_path)])
+    command.report([str(tmp_path)])
     assert not list(tmp_path.glob("disentanglement_*.png")) and not (tmp_path / "factor_traversals.png").exists()

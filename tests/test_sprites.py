@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaebench import sprites
+from vaebench.datasets import with_factors as sprites
 from vaebench.errors import UserError
 from vaebench.models import BurgessVAE
 

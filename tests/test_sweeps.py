@@ -14,8 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tests.conftest import TINY, board_dir, read_metrics, run_cli
-from vaebench.train import sweep_objective
-from vaebench.validate import gpu_for_job
+from vaebench.run.train import sweep_objective
+from vaebench.run.device import gpu_for_job
 
 # One epoch of 8 batches per run: a sweep of four runs costs seconds.
 FAST = [o for o in TINY if not o.startswith("trainer.epochs=")] + [
@@ -183,7 +183,7 @@ def test_slurm_launcher_composes():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from hydra import compose, initialize_config_dir
 
-    from vaebench.train import config_dir
+    from vaebench.run.train import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)

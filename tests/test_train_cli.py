@@ -13,7 +13,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import TINY, board_dir, read_metrics, run_cli, run_dirs
-from vaebench import elbo
+from vaebench.metrics import elbo
 
 TERMS = ("elbo", "reconstruction", "kl", "loss", "log_joint", "entropy", "elbo_bits_per_dim")
 SURGERY = ("mutual_info", "marginal_kl", "total_correlation", "dimwise_kl", "active_units")
@@ -205,7 +205,7 @@ def test_experiment_configs_compose_with_a_dataset_override(tmp_path):
     assert "K: 500" in out and "kl_warmup_epochs: 100" in out
     out = run_cli(["train", "+experiment=vampprior_mnist", "dataset=mnist5k", "prior.K=50", "--cfg", "job"], cwd=tmp_path).stdout
     assert "K: 50\n" in out  # a key override beside an experiment passes the key check
-    assert "_target_: vaebench.data.mnist5k" in out
+    assert "_target_: vaebench.datasets.mnist5k" in out
 
 
 def test_the_wheel_ships_the_configs(tmp_path):

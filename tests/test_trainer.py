@@ -7,12 +7,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from vaebench import elbo
-from vaebench.board import Board
-from vaebench.data import Dataset
-from vaebench.components import build_model
-from vaebench.train import config_dir  # also registers the config's resolvers
-from vaebench.trainer import Stop, Trainer
+from vaebench.metrics import elbo
+from vaebench.views.board import Board
+from vaebench.datasets import Dataset
+from vaebench.config.components import build_model
+from vaebench.run.train import config_dir  # also registers the config's resolvers
+from vaebench.run.trainer import Stop, Trainer
 
 
 def tiny_trainer(tmp_path, overrides: list[str], image_size: int = 4) -> Trainer:

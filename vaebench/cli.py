@@ -36,21 +36,21 @@ def main(argv: list[str] | None = None) -> None:
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
     if command == "train":
-        from vaebench import train
+        from vaebench.config.command_line import validate_choices
         from vaebench.errors import UserError
-        from vaebench.validate import validate_choices
+        from vaebench.run import train
 
         _run_user_command(lambda: validate_choices(rest, train.config_dir()), UserError)
         sys.argv = ["vaebench train", *rest]
         train.main()
     elif command == "eval":
         from vaebench.errors import UserError
-        from vaebench.evaluate_run import evaluate_run
+        from vaebench.run.evaluate import evaluate_run
 
         _run_user_command(lambda: evaluate_run(rest), UserError)
     elif command == "report":
         from vaebench.errors import UserError
-        from vaebench.report import report
+        from vaebench.report.command import report
 
         _run_user_command(lambda: report(rest), UserError)
     else:

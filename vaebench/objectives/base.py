@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from vaebench import elbo
+from vaebench.metrics import elbo
 
 
 class Objective:

@@ -34,8 +34,8 @@ import math
 import torch
 from torch.distributions import Normal
 
-from vaebench import elbo
-from vaebench.checks import NonNegative
+from vaebench.metrics import elbo
+from vaebench.config.checks import NonNegative
 from vaebench.objectives.base import Objective, elbo_pass, other_layers_kl, top_layer
 
 

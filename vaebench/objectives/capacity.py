@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from vaebench.checks import NonNegative, NonNegativeInt
+from vaebench.config.checks import NonNegative, NonNegativeInt
 from vaebench.objectives.base import Objective
 
 

@@ -3,7 +3,7 @@ loss = −E_q[log p(x|z)] + β·KL(q(z|x) ‖ p(z)), per point, with β_t of the
 
 from __future__ import annotations
 
-from vaebench import elbo
+from vaebench.metrics import elbo
 from vaebench.objectives.base import Objective
 
 

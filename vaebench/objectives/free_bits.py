@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from vaebench import elbo
-from vaebench.checks import Count, NonNegative
+from vaebench.metrics import elbo
+from vaebench.config.checks import Count, NonNegative
 from vaebench.errors import UserError
 from vaebench.objectives.base import Objective, elbo_pass, top_layer
 

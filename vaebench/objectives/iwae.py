@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from vaebench.checks import Count
+from vaebench.config.checks import Count
 from vaebench.objectives.base import Objective
 
 

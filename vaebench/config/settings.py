@@ -1,0 +1,45 @@
+"""The run's settings that are not components: the top-level keys and the `trainer` and `eval`
+groups, with the values each may take. The YAML files in conf/ give the values and say what each
+does; these classes say what is allowed, and `vaebench.config.validate.validate_config` holds a config to them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from vaebench.config.checks import Count, NonNegative, NonNegativeInt, Positive
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    beta: NonNegative
+    seed: NonNegativeInt
+    resume: str | None
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    epochs: NonNegativeInt
+    batch_size: Count
+    lr: Positive
+    kl_warmup_epochs: NonNegativeInt
+    eval_every: Count
+    patience: NonNegativeInt
+    device: Literal["auto", "cpu", "cuda"]
+    compile: bool
+    precision: Literal["fp32", "bf16"]
+    log_every: Count
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    batch_size: Count
+    iw_samples: NonNegativeInt
+    surgery_every: NonNegativeInt
+    surgery_samples: Count
+    split: Literal["train", "val", "test"]
+    max_points: Count | None
+
+
+# config key (None: the top level) -> the settings it holds
+SETTINGS = {None: RunSettings, "trainer": TrainerSettings, "eval": EvalSettings}

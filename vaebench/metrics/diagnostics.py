@@ -1,0 +1,67 @@
+"""Every diagnostic of a trained model over a whole split, per data point, in nats: the ELBO terms, the
+ELBO surgery (surgery.py), active units and the importance-weighted log p(x) (likelihood.py), each
+estimate with its standard error.
+
+Only `encode(x) -> q(z|x)`, `prior() -> p(z)`, `latents` / `decode` and `log_importance_weights(x, p_z)`
+of a model are used. For the two-level model the surgery terms concern the top layer z2 (its q(z2|x)
+and p(z2)), and `log_likelihood` the joint (z1, z2).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vaebench.metrics import elbo
+from vaebench.metrics.evaluation import as_floats, chunks, fixed_randomness, split_terms
+from vaebench.metrics.likelihood import log_likelihood_report
+from vaebench.metrics.surgery import active_units, elbo_surgery
+
+
+def prior_log_density(p_z, z: torch.Tensor, rows: int) -> torch.Tensor:
+    """log p(z) at samples z (..., D), in chunks of `rows` samples."""
+    flat = z.reshape(-1, z.shape[-1])
+    return torch.cat([p_z.log_prob(block) for block in chunks(flat, rows)]).view(z.shape[:-1])
+
+
+def prior_marginals_of(p_z, rows: int):
+    """z (M, D) -> log p(z_j) of shape (M, D), float32, in chunks of `rows` samples; None where the prior
+    has no 1-D marginals."""
+    if not elbo.has_marginals(p_z):
+        return None
+    return lambda z: torch.cat([elbo.prior_marginal_log_prob(p_z, block) for block in chunks(z, rows)]).float()
+
+
+@torch.no_grad()
+def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int = 0,
+                      surgery_samples: int = 1, on_points=None) -> dict[str, float]:
+    """Surgery (with `surgery_samples` draws per point), TC, dimension-wise KL (priors with 1-D
+    marginals), active units and, when `iw_samples` > 0, the importance-weighted log-likelihood with
+    the ELBO and posterior KL from the same samples (`log_likelihood_report`), for the split `x`
+    (already binarised); every estimate with its standard error. `on_points(n)` hears of the
+    log-likelihood's progress."""
+    model.eval()
+    with fixed_randomness(x.device):
+        p_z = model.prior()
+        posteriors = [model.encode(block) for block in chunks(x, batch_size)]
+        loc = torch.cat([q.loc for q in posteriors]).float()
+        scale = torch.cat([q.scale for q in posteriors]).float()
+        z = loc + scale * torch.randn(surgery_samples, *loc.shape, device=loc.device)
+        rows = max(batch_size, 1)
+        result = elbo_surgery(loc, scale, z, prior_log_density(p_z, z, rows).float(),
+                              prior_marginals=prior_marginals_of(p_z, rows))
+        result["active_units"] = active_units(loc)
+    model.train()
+    if iw_samples > 0:
+        result.update(log_likelihood_report(model, x, batch_size, iw_samples, on_points=on_points))
+    return result
+
+
+def split_report(model, x: torch.Tensor, batch_size: int, iw_samples: int, surgery_samples: int = 1,
+                 on_points=None) -> dict[str, float]:
+    """Every ELBO term and every diagnostic of one split (already binarised), each estimate with its
+    standard error. `elbo` is the analytic-KL one of the ELBO terms; when `iw_samples` > 0,
+    `log_likelihood`, `elbo_iw` and `posterior_kl = log_likelihood - elbo_iw` come from the same
+    importance samples, point by point."""
+    terms = as_floats(split_terms(model, x, batch_size))
+    terms.update(split_diagnostics(model, x, batch_size, iw_samples, surgery_samples, on_points))
+    return terms

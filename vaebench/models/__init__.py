@@ -1,0 +1,18 @@
+"""Models p(x|z) p(z) with their encoders q(z|x), as conf/model/ has one file per model; the nets they
+are built from. A model of your own subclasses `VAE` with an encoder and a decoder from here (or your
+own) and a `Likelihood`; a config entry names it by its class (`_target_: vaebench.models.MLPVAE`).
+
+- vae.py: `LatentVariableModel` (what every model shares), `VAE` (one latent layer), and the VAEs the
+  config ships: `MLPVAE` (the VampPrior paper's), `ConvVAE`, `BurgessVAE` (64x64, Burgess et al. 2018).
+- hvae.py: `HVAE`, the two-level model of the VampPrior paper.
+- nets.py: encoders (returning q(z|x)), decoders, the `Likelihood` heads.
+"""
+
+from vaebench.models.hvae import HVAE
+from vaebench.models.nets import (BurgessDecoder, BurgessEncoder, ConvDecoder, ConvEncoder, GaussianHead, Likelihood,
+                                  MLPDecoder, MLPEncoder, diagonal_gaussian, mlp)
+from vaebench.models.vae import VAE, BurgessVAE, ConvVAE, LatentVariableModel, MLPVAE, repeat_samples
+
+__all__ = ["BurgessDecoder", "BurgessEncoder", "BurgessVAE", "ConvDecoder", "ConvEncoder", "ConvVAE", "GaussianHead",
+           "HVAE", "LatentVariableModel", "Likelihood", "MLPDecoder", "MLPEncoder", "MLPVAE", "VAE", "diagonal_gaussian",
+           "mlp", "repeat_samples"]

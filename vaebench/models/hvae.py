@@ -1,0 +1,52 @@
+"""The two-level hierarchical VAE of Tomczak & Welling 2018, section 3.3: the configured prior acts on
+the top layer z2, a learned conditional p(z1|z2) on the lower one."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from vaebench.config.checks import Count
+from vaebench.models.nets import GaussianHead, GaussianVariance, Likelihood, LikelihoodKind, MLPEncoder, mlp
+from vaebench.models.vae import LatentVariableModel, repeat_samples
+
+
+class HVAE(LatentVariableModel):
+    """q(z2|x) q(z1|x,z2); p(x|z1,z2) p(z1|z2) p(z2), with the configured prior on z2."""
+
+    def __init__(self, data_shape, latent_dim: Count = 40, hidden_dim: Count = 300,
+                 likelihood: LikelihoodKind = "bernoulli", gaussian_variance: GaussianVariance = "pixel"):
+        """`latent_dim` is the size of each of z1 and z2."""
+        super().__init__()
+        self.latent_dim = latent_dim
+        data_dim = math.prod(data_shape)
+        self.encoder = MLPEncoder(data_shape, hidden_dim, latent_dim)  # q(z2|x)
+        self.q_z1_x = nn.Sequential(nn.Flatten(), nn.Linear(data_dim, hidden_dim), nn.ReLU())
+        self.q_z1_z2 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
+        self.q_z1_head = nn.Sequential(nn.Linear(2 * hidden_dim, hidden_dim), nn.ReLU(), GaussianHead(hidden_dim, latent_dim))
+        self.p_z1 = nn.Sequential(mlp([latent_dim, hidden_dim, hidden_dim]), nn.ReLU(), GaussianHead(hidden_dim, latent_dim))
+        self.p_x_z1 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
+        self.p_x_z2 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
+        self.p_x_head = mlp([2 * hidden_dim, hidden_dim, data_dim])
+        self.likelihood = Likelihood(likelihood, data_shape, gaussian_variance)
+
+    def encode(self, x: torch.Tensor):
+        return self.encoder(x)
+
+    def latents(self, x, p_z2, samples: int = 1):
+        q_z2 = repeat_samples(self.encode(x), samples)
+        z2 = q_z2.rsample()
+        x_features = self.q_z1_x(x).repeat(samples, 1)
+        q_z1 = self.q_z1_head(torch.cat([x_features, self.q_z1_z2(z2)], dim=-1))
+        z1 = q_z1.rsample()
+        return (z1, z2), {"z2": (q_z2, p_z2, z2), "z1": (q_z1, self.p_z1(z2), z1)}
+
+    def decoder_output(self, latents):
+        z1, z2 = latents
+        return self.p_x_head(torch.cat([self.p_x_z1(z1), self.p_x_z2(z2)], dim=-1))
+
+    def sample_latents(self, n, p_z2):
+        z2 = p_z2.sample((n,))
+        return self.p_z1(z2).sample(), z2

@@ -1,0 +1,209 @@
+"""One run from its config: build the data, the model with its prior, the objective and the trainer;
+train; evaluate the best checkpoint; record everything in the run folder. The composition root: below
+it, each part receives the values it uses, not the config."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vaebench.config.components import build_dataset, build_model, build_objective, entry_of, prior_notes
+from vaebench.config.saved import saved_config
+from vaebench.config.validate import resume_checkpoint, validate_config, validate_data
+from vaebench.errors import UserError
+from vaebench.metrics import disentanglement
+from vaebench.metrics.collapse import CollapseWatch, dimensions_in_use
+from vaebench.run import checkpoint
+from vaebench.run.device import device_for
+from vaebench.run.final_evaluation import discard_record, final_metrics
+from vaebench.run.naming import DISENTANGLEMENT_HPARAMS, HPARAMS_METRICS, board_name, hparam_name, hparams
+from vaebench.run.record import tell_failure, write_json
+from vaebench.run.trainer import Stop, Trainer
+from vaebench.run.training_state import restore_training_state
+from vaebench.views.board import Board
+from vaebench.views.pictures import log_pictures
+from vaebench.views.summary import disentanglement_lines, final_table_lines, final_table_markdown
+
+log = logging.getLogger(__name__)  # the console and the run folder's train.log (conf/config.yaml)
+
+# Keys a resumed run may change; everything else defines the experiment and comes from its checkpoint.
+RESUMABLE_PREFIXES = ("trainer.", "eval.", "resume")
+
+
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, axes: set[str] = frozenset()) -> dict:
+    state = None
+    if cfg.resume:
+        state = checkpoint.load(resume_checkpoint(cfg.resume))
+        cfg = _resumed_config(state, cfg, overrides)
+    choices = dict(cfg.get("choices") or {})
+    validate_config(cfg, choices)
+    _seed_everything(int(cfg.seed))
+    device = device_for(cfg)
+    data = build_dataset(cfg.dataset, int(cfg.seed), entry_of("dataset", choices)).to(device)
+    model = build_model(cfg, data.data_shape, data.scored("train"), choices).to(device)
+    validate_data(model, data, choices)
+    with torch.no_grad():
+        for note in prior_notes(model.prior(), entry_of("prior", choices, type(model.prior).__name__)):
+            log.info(note)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # the convolutional models' fastest kernels for their fixed shapes
+    if cfg.trainer.precision == "bf16" and device.type != "cuda":
+        log.info(f"trainer.precision=bf16 applies on CUDA only; training in fp32 on {device.type}.")
+
+    steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
+    objective = build_objective(cfg.objective, model, len(data.train), steps_per_epoch, cfg.beta, choices)
+    for note in _objective_notes(objective, cfg, choices):
+        log.info(note)
+
+    board_dir = run_dir / (state["board_dir"] if state else board_name(cfg, overrides))
+    board = Board(board_dir, purge_step=state["step"] + 1 if state else None)
+    collapse = CollapseWatch(model.latent_dim, state.get("collapse_watch") if state else None, settings={
+        "objective": choices.get("objective", "elbo"), "beta": cfg.beta, "beta_weighs": getattr(objective, "beta_weighs", "the KL"),
+        "kl_warmup_epochs": cfg.trainer.kl_warmup_epochs,
+        "schedule_epochs": math.ceil(getattr(objective, "schedule_steps", 0) / steps_per_epoch)})
+
+    def on_evaluation(trainer: Trainer, val_terms: dict) -> None:
+        log_pictures(board, model, data.val, trainer.progress.step, data.val_labels, val_terms.get("kl_per_dim"))
+        collapse.observe(trainer.progress.epoch, val_terms)
+        if "kl_per_dim" in val_terms:  # what the collapse rule counts beside the active units
+            board.scalars("val", {"informative_dims": dimensions_in_use(val_terms)["informative_dims"]}, trainer.progress.step)
+
+    trainer = Trainer(model, data, cfg, run_dir, board, on_evaluation, objective=objective,
+                      extra_state={"board_dir": board_dir.name, "collapse_watch": collapse.record})
+    if state:
+        restore_training_state(trainer, state)
+        log.info(f"Resuming {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
+    else:
+        board.hparams(hparams(cfg, choices, model, overrides),
+                      {**HPARAMS_METRICS, **(DISENTANGLEMENT_HPARAMS if data.factors is not None else {})},
+                      varied={hparam_name(key) for key in axes})
+    what = (f"{entry_of('model', choices, type(model).__name__)} with {entry_of('prior', choices, type(model.prior).__name__)}, "
+            f"{_objective_text(cfg, choices)}, beta={cfg.beta}, on {entry_of('dataset', choices, data.name)} "
+            f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}")
+    if trainer.progress.epoch >= cfg.trainer.epochs:  # e.g. a run stopped during its final evaluation
+        log.info(f"Training is complete ({trainer.progress.epoch} of {cfg.trainer.epochs} epochs): "
+                 f"only the final evaluation runs, of {what}.")
+    else:
+        log.info(f"Training {what}.")
+    log.info(f"Run folder: {run_dir}")
+    write_json(run_dir / "metrics.json", {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True)})
+
+    started = time.perf_counter()
+    try:
+        status = trainer.fit()
+    except Stop as stop:
+        write_json(run_dir / "metrics.json", {
+            "status": stop.status, "message": stop.message, "epochs": trainer.progress.epoch,
+            "step": trainer.progress.step, "config": OmegaConf.to_container(cfg, resolve=True)})
+        board.close()
+        if stop.status == "interrupted":
+            tell_failure(stop.message, f"Resume with:  vaebench train resume={run_dir}")
+            # A sweep stops too: Ctrl-C and SLURM's SIGTERM are meant for the whole process.
+            sys.exit(130)
+        tell_failure(stop.message)
+        if not multirun:
+            sys.exit(3)
+        return {"status": stop.status}
+
+    log.info(f"Evaluating the best checkpoint (epoch {trainer.progress.best_epoch}): every term and the ELBO "
+             f"surgery on train, val and test, log p(x) from {cfg.eval.iw_samples} importance samples on test.")
+    metrics = final_metrics(model, data, cfg, run_dir, device)
+    metrics.update(disentanglement_record(model, data, cfg, board, trainer.progress.step))
+    board.single_values("final", {tag: metrics[split][term] for tag in HPARAMS_METRICS
+                                  for split, term in [tag.split("/")] if term in metrics[split]}, trainer.progress.step)
+    board.text("summary", final_table_markdown(metrics, trainer.progress.best_epoch), trainer.progress.step)
+    board.close()
+    result = {
+        "status": status,
+        **metrics,
+        "epochs": trainer.progress.epoch,
+        "best_epoch": trainer.progress.best_epoch,
+        "step": trainer.progress.step,
+        "wall_time_s": trainer.progress.wall_time_s,
+        "train_time_s": time.perf_counter() - started,
+        "alarms": list(collapse.record["alarms"]),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    write_json(run_dir / "metrics.json", result)
+    discard_record(run_dir)
+    _log_summary(result, run_dir, board_dir, multirun)
+    return result
+
+
+def _resumed_config(state: dict, cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    saved = OmegaConf.create(saved_config(state["config"]))
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if not key.startswith(RESUMABLE_PREFIXES):
+            raise UserError(
+                f"{override!r} cannot change a resumed run: only trainer.* and eval.* settings may differ "
+                f"from the original run. Start a new run to change {key}."
+            )
+        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
+    old_batch, in_epoch = state["config"]["trainer"]["batch_size"], state["progress"]["batch_in_epoch"]
+    if in_epoch and saved.trainer.batch_size != old_batch:
+        # The epoch's remaining batches are counted in the old size: a new one would skip or repeat points.
+        raise UserError(
+            f"trainer.batch_size={saved.trainer.batch_size} cannot resume this run: it stopped in the middle of "
+            f"an epoch ({in_epoch} batches of {old_batch} taken). Resume with trainer.batch_size={old_batch}, "
+            "or without trainer.batch_size, which keeps the run's own."
+        )
+    return saved
+
+
+def _objective_text(cfg: DictConfig, choices: dict) -> str:
+    """e.g. `objective=iwae (k=5)`."""
+    settings = ", ".join(f"{key}={value}" for key, value in _objective_settings(cfg).items())
+    return entry_of("objective", choices, "elbo") + (f" ({settings})" if settings else "")
+
+
+def _objective_settings(cfg: DictConfig) -> dict:
+    node = cfg.get("objective") or {}
+    return {str(key): node[key] for key in node if not str(key).startswith("_")}
+
+
+def _objective_notes(objective, cfg: DictConfig, choices: dict) -> list[str]:
+    """Settings the chosen objective does not read, said once so that a sweep's β axis is not misread."""
+    if getattr(objective, "beta_weighs", "the KL") is not None:
+        return []
+    unused = [f"beta={cfg.beta}"] if float(cfg.beta) != 1.0 else []
+    unused += [f"trainer.kl_warmup_epochs={cfg.trainer.kl_warmup_epochs}"] if cfg.trainer.kl_warmup_epochs else []
+    if not unused:
+        return []
+    verb = "do" if len(unused) > 1 else "does"
+    return [f"{entry_of('objective', choices)} has no beta: {' and '.join(unused)} {verb} not change what it optimises."]
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _log_summary(result: dict, run_dir: Path, board_dir: Path, multirun: bool) -> None:
+    lines = final_table_lines(result, result["best_epoch"])
+    lines += [f"\nOutputs:      {run_dir}  (metrics.json, checkpoints/best.pt, checkpoints/last.pt, train.log)",
+              f"TensorBoard:  tensorboard --logdir {run_dir if not multirun else run_dir.parent}"]
+    if "disentanglement" in result:
+        lines[-2:-2] = ["", *disentanglement_lines(result["disentanglement"], result["latent_factors"])]
+    log.info("\n".join(lines))
+
+
+def disentanglement_record(model, data, cfg, board: Board, step: int) -> dict:
+    """For data with known factors, the best checkpoint's MIG, FactorVAE score and DCI (metrics.json's
+    "disentanglement" block, which factor each dimension holds in "latent_factors"); {} otherwise."""
+    if data.factors is None:
+        return {}
+    log.info("Disentanglement metrics of the posterior means: MIG, FactorVAE score, DCI.")
+    scalars, details = disentanglement.of_model(model, data, cfg.eval.batch_size)
+    board.single_values("final", {f"disentanglement/{name}": scalars[name] for name in disentanglement.METRIC_NAMES}, step)
+    board.text("disentanglement", "\n\n".join(disentanglement_lines(scalars, details)), step)
+    return {"disentanglement": scalars, "latent_factors": details}

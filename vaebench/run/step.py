@@ -1,0 +1,49 @@
+"""The training step on one screen: the objective's loss on a batch (under the precision's autocast),
+its gradient, one Adam update, and the batch's sums of everything logged."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from vaebench.run.compiled import CompiledOrEager
+
+
+class TrainingStep:
+    def __init__(self, model, objective, lr: float, device: torch.device, compile: bool):
+        self.model, self.objective = model, objective
+        # Fused Adam: the same update as the default, in one kernel per step instead of several per tensor.
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda") or None)
+        self.learned = [p for p in model.parameters() if p.requires_grad]
+        # Steps taken, on the device for an objective with a schedule (capacity); the default step skips it.
+        self.objective_step = torch.zeros((), device=device) if getattr(objective, "uses_step", False) else None
+        self.loss_fn = CompiledOrEager(self._loss) if compile else self._loss
+
+    def _loss(self, x: torch.Tensor, beta: torch.Tensor):
+        """The mean loss to differentiate, the names of what is logged, and [loss, *ELBO terms, *the
+        objective's quantities, beta] summed over the batch's points (a batch-level value and beta count
+        once per point), so that the epoch's sums divided by its points are per-point means."""
+        loss, terms, quantities = self.objective(self.model, x, beta, self.objective_step)
+        with torch.no_grad():  # the logged sums need no graph
+            rows = [(v if v.dim() else v.expand(len(x))).float() for v in (loss, *terms.values(), *quantities.values())]
+            sums = torch.stack([*rows, beta.float().expand(len(x))]).sum(dim=1)
+        return loss.mean(), [*terms, *(f"objective/{name}" for name in quantities)], sums
+
+    def __call__(self, x: torch.Tensor, beta: torch.Tensor, autocast=contextlib.nullcontext(), measure_grad_norm: bool = False):
+        """One optimiser step: the batch's sums (`_loss`), the names of what they sum, and the gradients'
+        2-norm when asked (else None): 13 norm kernels, so the loop asks once per log interval."""
+        with autocast:
+            loss, names, sums = self.loss_fn(x, beta)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = _total_norm([p.grad for p in self.learned if p.grad is not None]) if measure_grad_norm else None
+        self.optimizer.step()
+        return sums, names, grad_norm
+
+
+def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of all gradients together, as clip_grad_norm_ computes it, without rescaling them."""
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))

@@ -1,0 +1,81 @@
+"""What a checkpoint holds of a trainer, and putting it back: the exact resume, also of a checkpoint
+that an earlier vaebench wrote in an older layout."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from omegaconf import OmegaConf
+
+from vaebench.metrics import elbo
+from vaebench.run import checkpoint
+
+
+@dataclass
+class Progress:
+    """Where the run is: everything besides weights and RNG that an exact resume needs."""
+
+    epoch: int = 0                 # completed epochs
+    step: int = 0                  # optimiser steps taken
+    batch_in_epoch: int = 0        # batches of the current epoch already taken
+    best_val_elbo: float = -math.inf
+    best_epoch: int = 0
+    wall_time_s: float = 0.0
+
+
+def training_state(trainer) -> dict:
+    """Everything an exact resume needs: weights, optimiser, progress, the epoch's order and sums so far,
+    every random stream, and the config."""
+    return {
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "epoch": trainer.progress.epoch,
+        "step": trainer.progress.step,
+        "progress": asdict(trainer.progress),
+        "epoch_order": None if trainer.epoch_order is None else trainer.epoch_order.cpu(),
+        "epoch_sums": None if trainer.epoch_sums is None else trainer.epoch_sums.cpu(),
+        "term_names": trainer.term_names,
+        "order_generator": trainer.order_generator.get_state(),
+        "rng": checkpoint.rng_state(),
+        "config": OmegaConf.to_container(trainer.cfg, resolve=True),
+        **trainer.extra_state,
+    }
+
+
+def restore_training_state(trainer, state: dict) -> None:
+    """The trainer as `state` left it, also a state saved by an earlier vaebench's layout."""
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.progress = Progress(**state["progress"])
+    order, sums, names = state["epoch_order"], state["epoch_sums"], state["term_names"]
+    if names and "grad_norm" in names:  # saved before the grad norm moved to the end of the sums
+        i = names.index("grad_norm")
+        names = names[:i] + names[i + 1:]
+        if sums is not None:  # the old layout measured the norm at every step
+            steps = torch.tensor([float(trainer.progress.batch_in_epoch)], dtype=sums.dtype)
+            sums = torch.cat([sums[:i], sums[i + 1:], sums[i:i + 1], steps])
+    if names and "beta" not in names:  # saved before the sums became per-point sums with beta
+        names, sums = _per_point_sums(trainer, names, sums)
+    trainer.epoch_order = None if order is None else order.to(trainer.device)
+    trainer.epoch_sums = None if sums is None else sums.to(trainer.device)
+    trainer.term_names = names
+    trainer.order_generator.set_state(state["order_generator"])
+    checkpoint.set_rng_state(state["rng"])
+    trainer.saved_step = trainer.progress.step
+
+
+def _per_point_sums(trainer, names: list[str], sums: torch.Tensor | None):
+    """The old layout's sums of batch means, [*terms, grad-norm sum, count], as per-point sums with beta:
+    each batch taken so far was a full one (a short last batch ends its epoch before any save)."""
+    names = [*names, "beta"]
+    if sums is None:
+        return names, None
+    t = trainer.cfg.trainer
+    taken, batch_size = trainer.progress.batch_in_epoch, int(t.batch_size)
+    steps_per_epoch = math.ceil(len(trainer.data.train) / batch_size)
+    beta_sum = batch_size * sum(elbo.warmup_beta(float(trainer.cfg.beta), trainer.progress.epoch + b / steps_per_epoch,
+                                                 t.kl_warmup_epochs) for b in range(taken))
+    terms = sums[:-2] * batch_size
+    return names, torch.cat([terms, terms.new_tensor([beta_sum]), sums[-2:]])

@@ -1,0 +1,106 @@
+"""What the terminal shows besides plain messages: in a sweep, which run each line comes from; the
+progress of an epoch and of a long evaluation."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import torch
+
+
+class RunPrefixFormatter(logging.Formatter):
+    """Puts `prefix` (`[#3] ` in a sweep, nothing in a single run) before every line of a message, so
+    the lines of runs that a parallel launcher runs side by side can be told apart."""
+
+    def __init__(self, prefix: str = "", fmt: str = "%(message)s"):
+        super().__init__(fmt)
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return "\n".join(self.prefix + line if line else line for line in text.split("\n")) if self.prefix else text
+
+
+class EvaluationProgress:
+    """Points done and the time left of a long evaluation: a tqdm bar on a terminal; elsewhere (a file,
+    a pipe, a cluster's log) a line through the `vaebench` logger at most every `every_s` seconds.
+    Nothing shows for an evaluation shorter than `quiet_s`.
+
+    `update(0)` says the counted work begins: the clock restarts there, so that what ran before it
+    (the surgery of the same split) does not count as time per point. `done` points were finished
+    before (a resumed evaluation) and count neither for the rate nor for the time left."""
+
+    def __init__(self, total: int, what: str, quiet_s: float = 2.0, every_s: float = 15.0, done: int = 0):
+        import sys
+        import time
+
+        self.total, self.what, self.done, self.counted = total, what, done, 0
+        self.quiet_s, self.every_s = quiet_s, every_s
+        self.clock = time.perf_counter
+        self.started = self.last_line = self.clock()
+        self.tty = sys.stderr.isatty()
+        self.bar = None
+
+    def update(self, points: int) -> None:
+        if points == 0 and self.counted == 0:
+            self.started = self.last_line = self.clock()
+            return
+        self.done += points
+        self.counted += points
+        elapsed = self.clock() - self.started
+        if elapsed < self.quiet_s or self.done >= self.total:
+            if self.bar is not None:
+                self.bar.update(points)
+            return
+        if self.tty:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=self.total, initial=self.done - points, desc=self.what, unit="pt",
+                                leave=False, dynamic_ncols=True)
+            self.bar.update(points)
+        elif self.clock() - self.last_line >= self.every_s or self.last_line == self.started:
+            self.last_line = self.clock()
+            left = elapsed / self.counted * (self.total - self.done)
+            logging.getLogger("vaebench").info(f"{self.what}: {self.done:,}/{self.total:,} points, about {left:.0f} s left")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class TrainingBar:
+    """A tqdm bar on a terminal that moves with every step, with the running loss and ELBO at each log
+    interval; nothing between epoch lines when output goes to a file or pipe."""
+
+    def __init__(self, total: int, epoch: int, epochs: int, initial: int):
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)
+            self.last = initial
+
+    def advance(self, done: int) -> None:
+        """`done` batches of the epoch taken: called every step; tqdm redraws at most every 0.1 s."""
+        if self.bar is not None:
+            self.bar.update(done - self.last)
+            self.last = done
+
+    def show(self, done: int, step: int, means: torch.Tensor, names: list[str]) -> None:
+        """The running loss and ELBO, at each log interval (reading them waits for the device)."""
+        if self.bar is None:
+            return
+        values = dict(zip(names, means.tolist()))
+        self.bar.set_postfix(step=step, loss=f"{values['loss']:.2f}", elbo=f"{values['elbo']:.2f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
