@@ -108,3 +108,14 @@ def test_the_import_graph_sees_the_imports_it_checks():
     assert "vaebench.run.step" in graph["vaebench.run.trainer"]
     assert "vaebench.report.table" in graph["vaebench.report.command"]
     assert "vaebench.metrics.elbo" in graph["vaebench.models.vae"]
+
+
+def test_readmes_map_of_the_code_is_the_tree():
+    """README's "The code": one line per folder of the package and per folder of the tests, no more."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    block = readme.split("## The code", 1)[1].split("```", 2)[1]
+    listed = {line.split()[0].rstrip("/") for line in block.splitlines() if line.startswith("  ") and line.split()[0].endswith("/")}
+    folders = {path.name for path in PACKAGE.iterdir() if path.is_dir() and (path / "__init__.py").is_file()}
+    assert listed == folders
+    tests = PACKAGE.parent / "tests"
+    assert {path.name for path in tests.iterdir() if (path / "__init__.py").is_file()} == folders

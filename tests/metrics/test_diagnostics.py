@@ -10,7 +10,7 @@ from torch.distributions import Independent, MultivariateNormal, Normal, kl_dive
 from vaebench.metrics import diagnostics, likelihood, surgery
 from vaebench.metrics.likelihood import importance_weighted_log_likelihood
 from vaebench.metrics.surgery import active_units, aggregate_log_density, aggregate_marginal_log_density, elbo_surgery
-from tests.test_elbo import PRIORS, tiny_model
+from tests.metrics.test_elbo import PRIORS, tiny_model
 
 
 def brute_force_aggregate(z, loc, scale):
@@ -307,24 +307,6 @@ def test_hvae_layer_kls_in_closed_form_and_kl_z2_is_mutual_info_plus_marginal_kl
     assert tolerance < 0.2  # the check has teeth
 
 
-def test_the_log_likelihood_reports_its_progress_point_by_point_and_a_slow_one_is_shown(caplog):
-    from vaebench.views.console import EvaluationProgress
-    from vaebench.metrics.likelihood import importance_sampling_terms
-
-    x = torch.zeros(10, 3)
-    heard = []
-    importance_sampling_terms(lambda block, s: torch.zeros(s, len(block)), x, samples=4, max_rows=8, on_points=heard.append)
-    assert heard == [0, 2, 2, 2, 2, 2]  # the start, then 8 pairs a call: 2 points of 4 samples
-
-    progress = EvaluationProgress(10, "test log p(x)", quiet_s=0.0, every_s=0.0)
-    progress.tty = False  # as in a log file or a cluster's output
-    with caplog.at_level("INFO", logger="vaebench"), progress:
-        importance_sampling_terms(lambda block, s: torch.zeros(s, len(block)), x, samples=4, max_rows=8,
-                                  on_points=progress.update)
-    lines = [r.getMessage() for r in caplog.records if r.name == "vaebench"]
-    assert lines[0].startswith("test log p(x): 2/10 points, about") and len(lines) == 4  # none once all are done
-
-
 def test_a_stopped_log_likelihood_goes_on_to_the_numbers_of_one_that_never_stopped(monkeypatch):
     vae, _ = tiny_model("mlp", "vamp")
     x = torch.rand(40, 1, 8, 8).bernoulli()
@@ -340,18 +322,3 @@ def test_a_stopped_log_likelihood_goes_on_to_the_numbers_of_one_that_never_stopp
     restarted = likelihood.log_likelihood_report(vae, x, 1, iw_samples=30,
                                                   done={**partials[2], "random_state": partials[0]["random_state"]})
     assert restarted["log_likelihood"] != straight["log_likelihood"]
-
-
-def test_the_time_left_counts_only_the_points_this_estimate_did_since_it_began(caplog):
-    from vaebench.views.console import EvaluationProgress
-
-    now = [0.0]
-    progress = EvaluationProgress(100, "test log p(x)", quiet_s=0.0, every_s=0.0, done=40)
-    progress.tty, progress.clock = False, lambda: now[0]
-    now[0] = 1000.0  # the surgery before the log-likelihood took 1,000 s
-    with caplog.at_level("INFO", logger="vaebench"):
-        progress.update(0)  # the first block begins
-        now[0] += 10.0
-        progress.update(10)  # 10 points in 10 s; 50 are left
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "vaebench"]
-    assert line == "test log p(x): 50/100 points, about 50 s left"

@@ -7,7 +7,7 @@ import csv
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from tests.test_report import record, rows_of, write_sweep
+from tests.report.test_report import record, rows_of, write_sweep
 from vaebench.report import command, settings, table
 from vaebench.report import disentanglement as dis_rep
 

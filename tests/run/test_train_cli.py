@@ -13,7 +13,6 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import TINY, board_dir, read_metrics, run_cli, run_dirs
-from vaebench.metrics import elbo
 
 TERMS = ("elbo", "reconstruction", "kl", "loss", "log_joint", "entropy", "elbo_bits_per_dim")
 SURGERY = ("mutual_info", "marginal_kl", "total_correlation", "dimwise_kl", "active_units")
@@ -127,24 +126,6 @@ def test_mnist_offline_gives_a_clear_error(tmp_path, monkeypatch):
     assert "dataset.root" in proc.stderr and "dataset=npz" in proc.stderr and "train-images-idx3-ubyte" in proc.stderr
 
 
-@pytest.mark.parametrize("model,prior", [("hvae", "vamp"), ("mlp", "mog")])
-def test_every_prior_and_model_trains(tmp_path, model, prior):
-    run_cli(["train", *TINY, "trainer.epochs=1", f"model={model}", f"prior={prior}", "prior.K=5",
-             "trainer.kl_warmup_epochs=2", "beta=2"], cwd=tmp_path)
-    (run_dir,) = run_dirs(tmp_path)
-    metrics = read_metrics(run_dir)
-    if model == "hvae":
-        assert metrics["val"]["kl"] == pytest.approx(metrics["val"]["kl_z1"] + metrics["val"]["kl_z2"], abs=1e-3)
-    tags = events(run_dir).Tags()
-    if prior == "vamp":
-        assert "visuals/pseudo_inputs" in tags["images"]
-    # train/beta is the beta the epoch's steps used, averaged over its points: 2-epoch warm-up to 2, epoch 1.
-    n, batch = 4000, metrics["config"]["trainer"]["batch_size"]  # mnist5k's training split
-    sizes = [min(batch, n - start) for start in range(0, n, batch)]
-    used = sum(size * elbo.warmup_beta(2.0, b / len(sizes), 2) for b, size in enumerate(sizes)) / n
-    assert events(run_dir).Scalars("train/beta")[0].value == pytest.approx(used, rel=1e-5)
-
-
 def test_eval_command_writes_eval_json(trained):
     run_dir, _ = trained
     proc = run_cli(["eval", str(run_dir), "eval.split=val", "eval.max_points=100", "eval.iw_samples=20"], cwd=run_dir)
@@ -209,7 +190,7 @@ def test_experiment_configs_compose_with_a_dataset_override(tmp_path):
 
 
 def test_the_wheel_ships_the_configs(tmp_path):
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(root)],
                    check=True, capture_output=True)
     (wheel,) = tmp_path.glob("vaebench-*.whl")

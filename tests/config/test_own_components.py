@@ -13,7 +13,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tests.conftest import TINY, board_dir, read_metrics, run_cli, run_dirs
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 EVERY_TERM = ("elbo", "reconstruction", "kl", "log_joint", "entropy", "mutual_info", "marginal_kl",
               "total_correlation", "dimwise_kl", "active_units")
 
