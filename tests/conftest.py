@@ -1,14 +1,23 @@
-"""Shared helpers: the real CLI in a subprocess, with models small enough for a 2-core CPU."""
+"""Shared helpers: the real CLI as a user types it, with models small enough for a 2-core CPU."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
+import torch
+
+# One thread per test process, as the CLI's subprocesses get (OMP_NUM_THREADS=1 below): tiny models run
+# faster without OpenMP's fan-out, and the suite's two workers (pytest-xdist) do not thrash.
+torch.set_num_threads(1)
 
 # A tiny model and a short run: seconds on a CPU, every code path still exercised.
 TINY = [
@@ -21,16 +30,50 @@ TINY = [
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-    """`vaebench ARGS` as a user types it, from `cwd`; returns the finished process."""
-    # One thread: tiny models run faster without OpenMP's fan-out, and parallel tests do not thrash.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "vaebench.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=timeout,
-    )
+    """`vaebench ARGS` as a user types it, from `cwd`; returns the finished process.
+
+    `vaebench train` runs in a subprocess of its own: Hydra configures the process's logging and
+    signals, and a run is what a user starts. `vaebench eval`, `vaebench report` and `vaebench --help`
+    set up nothing process-wide, so they run here, through the same `main`, with what they print and
+    their exit status captured as a subprocess's would be: a second's start-up (importing torch) each."""
+    if args and args[0] in ("eval", "report", "--help"):
+        proc = _run_in_process(args, cwd)
+    else:
+        # One thread: tiny models run faster without OpenMP's fan-out, and parallel tests do not thrash.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "vaebench.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
+            timeout=timeout,
+        )
     if check and proc.returncode != 0:
         raise AssertionError(f"vaebench {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def _run_in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`vaebench.cli.main(args)` from `cwd`, leaving the working folder, sys.path, the `vaebench`
+    logger and torch's random stream as they were."""
+    from vaebench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    logger = logging.getLogger("vaebench")
+    saved = (os.getcwd(), list(sys.path), list(logger.handlers), logger.level, logger.propagate)
+    returncode = 0
+    try:
+        os.chdir(cwd)
+        with torch.random.fork_rng(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(list(args))
+            except SystemExit as exit_:
+                returncode = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            except Exception:  # what an uncaught error prints in a subprocess
+                traceback.print_exc()
+                returncode = 1
+    finally:
+        os.chdir(saved[0])
+        sys.path[:] = saved[1]
+        logger.handlers[:], logger.level, logger.propagate = saved[2], saved[3], saved[4]
+    return subprocess.CompletedProcess(["vaebench", *args], returncode, out.getvalue(), err.getvalue())
 
 
 def run_dirs(root: Path) -> list[Path]:

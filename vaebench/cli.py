@@ -37,10 +37,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.path.append(os.getcwd())
     if command == "train":
         from vaebench.config.command_line import validate_choices
+        from vaebench.config.saved import config_dir
         from vaebench.errors import UserError
+
+        # A mistyped group option or key is refused before torch is imported: in a fraction of a second.
+        _run_user_command(lambda: validate_choices(rest, config_dir()), UserError)
         from vaebench.run import train
 
-        _run_user_command(lambda: validate_choices(rest, train.config_dir()), UserError)
         sys.argv = ["vaebench train", *rest]
         train.main()
     elif command == "eval":

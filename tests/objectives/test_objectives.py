@@ -180,7 +180,7 @@ def objective_runs(tmp_path_factory):
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_each_objective_trains_from_the_cli_and_logs_every_elbo_term(objective, objective_runs):
-    from tests.test_train_cli import TERMS, events
+    from tests.run.test_train_cli import TERMS, events
 
     run_dir = objective_runs[0][objective]
     metrics = read_metrics(run_dir)
@@ -227,7 +227,7 @@ def test_bad_objective_values_are_refused_in_one_paragraph(tmp_path):
 
 
 def test_the_trainer_steps_the_capacity_schedule_and_logs_it(tmp_path):
-    from tests.test_trainer import tiny_trainer
+    from tests.run.test_trainer import tiny_trainer
 
     trainer = tiny_trainer(tmp_path, ["trainer.epochs=2", "objective=capacity", "objective.capacity_steps=4",
                                       "objective.capacity_max=2", "objective.gamma=3"])

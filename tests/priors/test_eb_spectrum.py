@@ -85,7 +85,7 @@ def test_the_aggregate_prior_run_reports_no_marginal_kl_on_its_training_split(ax
 
 def test_the_hparams_name_each_runs_place_on_the_axis(axis_sweep):
     """TensorBoard's HParams table tells the places apart by name (6_data_K500 and 5_vamp_K500 share prior and K)."""
-    from tests.test_sweeps import board, session_hparams, shown_hparams
+    from tests.run.test_sweeps import board, session_hparams, shown_hparams
 
     sweep, _ = axis_sweep
     places = {session_hparams(board(run))["spectrum"] for run in run_dirs(sweep.parents[3])}

@@ -3,8 +3,8 @@ a key no config has (`trainer.epoch=3`), each in one paragraph with the choices 
 
 from __future__ import annotations
 
-from vaebench.config.components import GROUPS
-from vaebench.config.validate import resume_checkpoint
+from vaebench.config.groups import GROUPS
+from vaebench.config.saved import resume_checkpoint
 from vaebench.errors import UserError
 
 

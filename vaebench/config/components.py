@@ -47,19 +47,11 @@ from hydra.utils import get_object, instantiate
 from torch.distributions import Distribution
 
 from vaebench.config.checks import check_arguments
+from vaebench.config.groups import RUN_TIME_ARGUMENTS
 from vaebench.config.moved import current_target, moved_module_hint
 from vaebench.errors import UserError
 from vaebench.metrics.elbo import has_marginals, is_factorised
 
-# The arguments the run itself can hand to each kind of component.
-RUN_TIME_ARGUMENTS = {
-    "dataset": ("seed",),
-    "model": ("data_shape",),
-    "prior": ("latent_dim", "encode", "data_shape", "train_data"),
-    # beta: the final β (the step gets the current one); dataset_size: the training split's size.
-    "objective": ("beta", "dataset_size", "steps_per_epoch", "latent_dim"),
-}
-GROUPS = tuple(RUN_TIME_ARGUMENTS)
 
 
 def target_of(node, where: str, entry: str):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from vaebench.config.components import GROUPS
+from vaebench.config.groups import GROUPS
 from vaebench.config.moved import current_target
+from vaebench.errors import UserError
 
 SETTINGS_GROUPS = ("trainer", "eval")
 
@@ -51,3 +52,14 @@ def saved_config(config: dict) -> dict:
         defaults = OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / group / "default.yaml"))
         config[group] = {**defaults, **config.get(group, {})}
     return config
+
+
+def resume_checkpoint(resume) -> Path:
+    """The checkpoint that `resume=RUN_DIR` continues: RUN_DIR/checkpoints/last.pt."""
+    last = Path(str(resume)) / "checkpoints" / "last.pt"
+    if not last.is_file():
+        raise UserError(
+            f"resume={resume}: there is no checkpoint {last}. resume= takes the folder of an earlier run, "
+            "the one that holds checkpoints/last.pt (e.g. resume=outputs/2026-11-25/10-00-00)."
+        )
+    return last

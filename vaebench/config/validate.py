@@ -3,13 +3,12 @@ and what is allowed."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from omegaconf import OmegaConf
 
 from vaebench.config.checks import check_arguments
-from vaebench.config.components import GROUPS, check_component, entry_of
+from vaebench.config.components import check_component, entry_of
+from vaebench.config.groups import GROUPS
 from vaebench.config.settings import SETTINGS
 from vaebench.errors import UserError
 
@@ -49,14 +48,3 @@ def validate_data(model, data, choices: dict | None = None) -> None:
             f"dataset={dataset}: values lie in [{low:g}, {high:g}], but model.likelihood=bernoulli needs values "
             "in [0, 1]. Rescale the data, or use model.likelihood=gaussian dataset.binarize=none."
         )
-
-
-def resume_checkpoint(resume) -> Path:
-    """The checkpoint that `resume=RUN_DIR` continues: RUN_DIR/checkpoints/last.pt."""
-    last = Path(str(resume)) / "checkpoints" / "last.pt"
-    if not last.is_file():
-        raise UserError(
-            f"resume={resume}: there is no checkpoint {last}. resume= takes the folder of an earlier run, "
-            "the one that holds checkpoints/last.pt (e.g. resume=outputs/2026-11-25/10-00-00)."
-        )
-    return last

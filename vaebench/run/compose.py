@@ -16,8 +16,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vaebench.config.components import build_dataset, build_model, build_objective, entry_of, prior_notes
-from vaebench.config.saved import saved_config
-from vaebench.config.validate import resume_checkpoint, validate_config, validate_data
+from vaebench.config.saved import resume_checkpoint, saved_config
+from vaebench.config.validate import validate_config, validate_data
 from vaebench.errors import UserError
 from vaebench.metrics import disentanglement
 from vaebench.metrics.collapse import CollapseWatch, dimensions_in_use

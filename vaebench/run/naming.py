@@ -10,7 +10,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from vaebench.config.checks import unused_arguments
-from vaebench.config.components import GROUPS, target_of
+from vaebench.config.components import target_of
+from vaebench.config.groups import GROUPS
 
 # The end-of-run values in HParams, by their names there; TensorBoard ticks the first five.
 HPARAMS_METRICS = {

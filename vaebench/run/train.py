@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vaebench.config.components import GROUPS
+from vaebench.config.groups import GROUPS
 from vaebench.config.saved import config_dir
 from vaebench.errors import UserError
 from vaebench.run.compose import run
