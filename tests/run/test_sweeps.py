@@ -173,6 +173,17 @@ def test_joblib_runs_a_two_run_sweep(parallel):
     assert [read_metrics(run)["status"] for run in runs] == ["completed", "completed"]
 
 
+def test_each_joblib_job_trains_with_its_share_of_the_cpus(parallel):
+    """Each job reads back the thread count torch uses in it: the CPUs it may use over the 2 jobs at once."""
+    from vaebench.run.threads import usable_cpus
+
+    for run in sorted(p for p in parallel.iterdir() if p.is_dir()):
+        metrics = read_metrics(run)
+        assert metrics["threads"] == max(1, usable_cpus()[0] // 2)
+        assert "shared by the 2 jobs the joblib launcher runs at once" in metrics["threads_why"]
+        assert f"Threads: {metrics['threads']} (" in (run / "train.log").read_text()
+
+
 def test_a_two_dimensional_latent_space_is_scattered(parallel):
     for run in sorted(p for p in parallel.iterdir() if p.is_dir()):
         images = set(board(run).Tags()["images"])

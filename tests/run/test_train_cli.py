@@ -197,3 +197,14 @@ def test_the_wheel_ships_the_configs(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for config in ("config.yaml", "prior/vamp.yaml", "dataset/mnist5k.yaml", "experiment/vampprior_mnist.yaml"):
         assert f"vaebench/conf/{config}" in names
+
+
+def test_two_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
+    from vaebench.run.train import run_dir_of
+
+    taken = tmp_path / "outputs" / "2026-12-06" / "10-01-08"
+    taken.mkdir(parents=True)  # the run started first in that second
+    mine = run_dir_of(None, str(taken))
+    assert mine == f"{taken}-2" and Path(mine).is_dir()
+    assert run_dir_of(None, str(taken)) == mine  # Hydra looks it up again: the same folder
+    assert run_dir_of(str(tmp_path / "earlier"), str(taken)) == str(tmp_path / "earlier")  # resume= keeps its own

@@ -29,6 +29,7 @@ class TrainerSettings:
     compile: bool
     precision: Literal["fp32", "bf16"]
     log_every: Count
+    threads: Count | None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from vaebench.run.device import device_for
 from vaebench.run.final_evaluation import discard_record, final_metrics
 from vaebench.run.naming import DISENTANGLEMENT_HPARAMS, HPARAMS_METRICS, board_name, hparam_name, hparams
 from vaebench.run.record import tell_failure, write_json
+from vaebench.run.threads import share_for
 from vaebench.run.trainer import Stop, Trainer
 from vaebench.run.training_state import restore_training_state
 from vaebench.views.board import Board
@@ -38,7 +39,9 @@ log = logging.getLogger(__name__)  # the console and the run folder's train.log 
 RESUMABLE_PREFIXES = ("trainer.", "eval.", "resume")
 
 
-def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, axes: set[str] = frozenset()) -> dict:
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, axes: set[str] = frozenset(),
+        jobs: int = 1) -> dict:
+    """`jobs`: how many runs of the sweep the launcher runs side by side on this machine."""
     state = None
     if cfg.resume:
         state = checkpoint.load(resume_checkpoint(cfg.resume))
@@ -47,9 +50,12 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
     validate_config(cfg, choices)
     _seed_everything(int(cfg.seed))
     device = device_for(cfg)
+    cpu_share = share_for(cfg.trainer.get("threads"), jobs, device)
     data = build_dataset(cfg.dataset, int(cfg.seed), entry_of("dataset", choices)).to(device)
     model = build_model(cfg, data.data_shape, data.scored("train"), choices).to(device)
     validate_data(model, data, choices)
+    log.info(cpu_share.start())
+    threads = {"threads": torch.get_num_threads(), "threads_why": cpu_share.plan.why}
     with torch.no_grad():
         for note in prior_notes(model.prior(), entry_of("prior", choices, type(model.prior).__name__)):
             log.info(note)
@@ -76,7 +82,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
         if "kl_per_dim" in val_terms:  # what the collapse rule counts beside the active units
             board.scalars("val", {"informative_dims": dimensions_in_use(val_terms)["informative_dims"]}, trainer.progress.step)
 
-    trainer = Trainer(model, data, cfg, run_dir, board, on_evaluation, objective=objective,
+    trainer = Trainer(model, data, cfg, run_dir, board, on_evaluation, objective=objective, cpu_share=cpu_share,
                       extra_state={"board_dir": board_dir.name, "collapse_watch": collapse.record})
     if state:
         restore_training_state(trainer, state)
@@ -115,6 +121,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
 
     log.info(f"Evaluating the best checkpoint (epoch {trainer.progress.best_epoch}): every term and the ELBO "
              f"surgery on train, val and test, log p(x) from {cfg.eval.iw_samples} importance samples on test.")
+    cpu_share.adjust()
     metrics = final_metrics(model, data, cfg, run_dir, device)
     metrics.update(disentanglement_record(model, data, cfg, board, trainer.progress.step))
     board.single_values("final", {tag: metrics[split][term] for tag in HPARAMS_METRICS
@@ -130,6 +137,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
         "wall_time_s": trainer.progress.wall_time_s,
         "train_time_s": time.perf_counter() - started,
         "alarms": list(collapse.record["alarms"]),
+        **threads,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     write_json(run_dir / "metrics.json", result)

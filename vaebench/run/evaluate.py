@@ -21,6 +21,7 @@ from vaebench.metrics.diagnostics import split_report
 from vaebench.run import checkpoint
 from vaebench.run.cpu_math import use_fast_cpu_math
 from vaebench.run.device import device_for
+from vaebench.run.threads import share_for
 from vaebench.views.board import Board
 from vaebench.views.console import EvaluationProgress
 from vaebench.views.summary import disentanglement_lines, format_estimate
@@ -74,6 +75,7 @@ def evaluate_run(argv: list[str]) -> dict:
     device = device_for(cfg)
     if device.type == "cpu":
         use_fast_cpu_math()
+    cpu_share = share_for(cfg.trainer.get("threads"), 1, device)
 
     torch.manual_seed(int(cfg.seed))
     data = build_dataset(cfg.dataset, int(cfg.seed))
@@ -87,6 +89,7 @@ def evaluate_run(argv: list[str]) -> dict:
 
     started = time.perf_counter()
     _show_progress_lines()
+    logging.getLogger("vaebench").info(cpu_share.start())
     with EvaluationProgress(len(x), f"{split} log p(x), {cfg.eval.iw_samples} samples per point") as progress:
         terms = split_report(model, x, cfg.eval.batch_size, cfg.eval.iw_samples, cfg.eval.surgery_samples,
                              on_points=progress.update)

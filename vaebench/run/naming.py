@@ -78,10 +78,33 @@ def sweep_axes(hydra_cfg) -> set[str]:
     """The keys a sweep varies: its `hydra.sweeper.params` (an experiment's grid, an Optuna search space)
     and the command line's sweep overrides (`beta=1,2,4`), which a job sees only in the sweep's
     multirun.yaml. HParams shows these columns first."""
+    return {override.key_or_group.lstrip("+~") for override in _sweep_overrides(hydra_cfg)}
+
+
+def sweep_size(hydra_cfg) -> int | None:
+    """How many runs the sweep has: the product of its axes' lengths; None for a search (Optuna's
+    intervals) or where the sweep cannot be read."""
+    size = 1
+    for override in _sweep_overrides(hydra_cfg):
+        try:
+            size *= len(list(override.sweep_string_iterator()))
+        except Exception:  # an interval or another sweep that is not a list
+            return None
+    return size
+
+
+def _sweep_overrides(hydra_cfg) -> list:
+    """The sweep overrides of the grid (`hydra.sweeper.params`) and of the command line, the latter from
+    the sweep's multirun.yaml, the only place a job sees them; a later key replaces an earlier one."""
     params = OmegaConf.select(hydra_cfg, "sweeper.params") or {}
-    axes = {key.lstrip("+~") for key in params}
+    lines = [f"{key}={value}" for key, value in params.items()]
     try:
-        task = OmegaConf.load(Path(hydra_cfg.sweep.dir) / "multirun.yaml").hydra.overrides.task
+        lines += list(OmegaConf.load(Path(hydra_cfg.sweep.dir) / "multirun.yaml").hydra.overrides.task)
     except (OSError, AttributeError, KeyError, ValueError):  # a launcher without it: the grid's axes only
-        return axes
-    return axes | {o.key_or_group for o in OverridesParser.create().parse_overrides(list(task)) if o.is_sweep_override()}
+        pass
+    try:
+        parsed = OverridesParser.create().parse_overrides(lines)
+    except Exception:  # an override this Hydra cannot parse: no axes rather than no run
+        return []
+    by_key = {override.key_or_group.lstrip("+~"): override for override in parsed if override.is_sweep_override()}
+    return list(by_key.values())

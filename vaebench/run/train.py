@@ -22,13 +22,36 @@ from vaebench.config.saved import config_dir
 from vaebench.errors import UserError
 from vaebench.run.compose import run
 from vaebench.run.final_evaluation import RECORD_NAME
-from vaebench.run.naming import sweep_axes
+from vaebench.run.naming import sweep_axes, sweep_size
+from vaebench.run.threads import jobs_at_once, usable_cpus
 from vaebench.run.record import recorded_status, tell_failure, write_json
 
 log = logging.getLogger(__name__)  # the console and the run folder's train.log (conf/config.yaml)
 
+_RUN_DIRS: dict[str, str] = {}
+
+
+def run_dir_of(resume, default: str) -> str:
+    """A resumed run's own folder; else `default` (outputs/DATE/TIME), or `default-2`, `-3`, ... when a
+    run started in the same second has it (two `vaebench train` commands started together): the
+    folder is made here, atomically, and the answer kept for this process's later lookups."""
+    if resume:
+        return str(resume)
+    if default not in _RUN_DIRS:
+        candidate, n = Path(default), 1
+        while True:
+            try:
+                candidate.mkdir(parents=True)
+                break
+            except FileExistsError:
+                n += 1
+                candidate = Path(f"{default}-{n}")
+        _RUN_DIRS[default] = str(candidate)
+    return _RUN_DIRS[default]
+
+
 # A resumed run writes into its own folder again and keeps the .hydra/ config of its first start.
-OmegaConf.register_new_resolver("vaebench_run_dir", lambda resume, default: str(resume) if resume else default, replace=True)
+OmegaConf.register_new_resolver("vaebench_run_dir", run_dir_of, replace=True)
 OmegaConf.register_new_resolver("vaebench_output_subdir", lambda resume: None if resume else ".hydra", replace=True)
 OmegaConf.register_new_resolver("vaebench_job_prefix", lambda mode, num: f"[#{num}] " if str(mode).endswith("MULTIRUN") else "",
                                 replace=True)
@@ -42,7 +65,8 @@ def main(cfg: DictConfig) -> float:
     cfg = with_choices(cfg, hydra_cfg.runtime.choices)
     try:
         with _sigterm_as_ctrl_c():
-            result = run(cfg, run_dir, list(hydra_cfg.overrides.task), multirun, sweep_axes(hydra_cfg) if multirun else set())
+            result = run(cfg, run_dir, list(hydra_cfg.overrides.task), multirun, sweep_axes(hydra_cfg) if multirun else set(),
+                         jobs=_jobs_at_once(hydra_cfg) if multirun else 1)
         return sweep_objective(result)
     except KeyboardInterrupt:
         _interrupted_outside_training(cfg, run_dir)
@@ -58,6 +82,13 @@ def main(cfg: DictConfig) -> float:
     except Exception as err:
         _record_failure(cfg, run_dir, f"{type(err).__name__}: {err}")
         raise  # a bug rather than bad input: its traceback is what a report needs; Hydra goes on with a sweep
+
+
+def _jobs_at_once(hydra_cfg) -> int:
+    """The jobs of this sweep that the launcher runs side by side on this machine (joblib's n_jobs)."""
+    launcher = str(OmegaConf.select(hydra_cfg, "launcher._target_", default=""))
+    return jobs_at_once(launcher, OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=None), sweep_size(hydra_cfg),
+                        usable_cpus()[0])
 
 
 def with_choices(cfg: DictConfig, choices) -> DictConfig:

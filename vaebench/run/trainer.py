@@ -41,6 +41,7 @@ class Trainer:
     extra_state: dict = field(default_factory=dict)  # saved with every checkpoint, e.g. the board's folder
     progress: Progress = field(default_factory=Progress)
     objective: object = None          # vaebench.objectives: what the step minimises; None: cfg.objective's
+    cpu_share: object = None          # run.threads.CpuShare: the thread count, adjusted at each epoch's end
 
     def __post_init__(self):
         self.device = self.data.train.device
@@ -144,6 +145,8 @@ class Trainer:
             if val_elbo > p.best_val_elbo:
                 p.best_val_elbo, p.best_epoch = val_elbo, p.epoch
                 self.save("best.pt")
+        if self.cpu_share is not None:
+            self.cpu_share.adjust()
         self.save("last.pt")
         self.board.flush()
 
