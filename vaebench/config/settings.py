@@ -38,6 +38,7 @@ class EvalSettings:
     iw_samples: NonNegativeInt
     surgery_every: NonNegativeInt
     surgery_samples: Count
+    surgery_points: Count | None
     split: Literal["train", "val", "test"]
     max_points: Count | None
 

@@ -32,23 +32,28 @@ def prior_marginals_of(p_z, rows: int):
 
 
 @torch.no_grad()
-def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int = 0,
-                      surgery_samples: int = 1, on_points=None) -> dict[str, float]:
-    """Surgery (with `surgery_samples` draws per point), TC, dimension-wise KL (priors with 1-D
-    marginals), active units and, when `iw_samples` > 0, the importance-weighted log-likelihood with
-    the ELBO and posterior KL from the same samples (`log_likelihood_report`), for the split `x`
-    (already binarised); every estimate with its standard error. `on_points(n)` hears of the
-    log-likelihood's progress."""
+def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int = 0, surgery_samples: int = 1,
+                      on_points=None, surgery_points: int | None = None) -> dict[str, float]:
+    """Surgery (with `surgery_samples` draws per point; on a split of more than `surgery_points` points,
+    of a random subset of that many, each against the exact aggregate of all), TC, dimension-wise KL
+    (priors with 1-D marginals), active units and, when `iw_samples` > 0, the importance-weighted
+    log-likelihood with the ELBO and posterior KL from the same samples (`log_likelihood_report`), for
+    the split `x` (already binarised); every estimate with its standard error. `on_points(n)` hears of
+    the log-likelihood's progress."""
     model.eval()
     with fixed_randomness(x.device):
         p_z = model.prior()
         posteriors = [model.encode(block) for block in chunks(x, batch_size)]
         loc = torch.cat([q.loc for q in posteriors]).float()
         scale = torch.cat([q.scale for q in posteriors]).float()
-        z = loc + scale * torch.randn(surgery_samples, *loc.shape, device=loc.device)
+        points = None
+        if surgery_points and len(loc) > surgery_points:
+            points = torch.randperm(len(loc), device=loc.device)[:surgery_points]
+        own_loc, own_scale = (loc, scale) if points is None else (loc[points], scale[points])
+        z = own_loc + own_scale * torch.randn(surgery_samples, *own_loc.shape, device=loc.device)
         rows = max(batch_size, 1)
         result = elbo_surgery(loc, scale, z, prior_log_density(p_z, z, rows).float(),
-                              prior_marginals=prior_marginals_of(p_z, rows))
+                              prior_marginals=prior_marginals_of(p_z, rows), points=points)
         result["active_units"] = active_units(loc)
     model.train()
     if iw_samples > 0:
@@ -57,11 +62,11 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
 
 
 def split_report(model, x: torch.Tensor, batch_size: int, iw_samples: int, surgery_samples: int = 1,
-                 on_points=None) -> dict[str, float]:
+                 on_points=None, surgery_points: int | None = None) -> dict[str, float]:
     """Every ELBO term and every diagnostic of one split (already binarised), each estimate with its
     standard error. `elbo` is the analytic-KL one of the ELBO terms; when `iw_samples` > 0,
     `log_likelihood`, `elbo_iw` and `posterior_kl = log_likelihood - elbo_iw` come from the same
     importance samples, point by point."""
     terms = as_floats(split_terms(model, x, batch_size))
-    terms.update(split_diagnostics(model, x, batch_size, iw_samples, surgery_samples, on_points))
+    terms.update(split_diagnostics(model, x, batch_size, iw_samples, surgery_samples, on_points, surgery_points))
     return terms

@@ -80,10 +80,25 @@ def aggregate_marginal_log_density(z: torch.Tensor, loc: torch.Tensor, scale: to
     return torch.cat([_logsumexp_(mixture.component_marginal_log_prob(block, out=buffer)).T for block in chunks(z, rows)])
 
 
-# Points whose samples estimate TC and the dimension-wise KL. Their aggregate marginals still mix
-# all N posteriors (exact), but cost D times the joint density, so the outer average over samples
-# uses a random subset on large splits: an unbiased estimate of the same full-split quantity.
+# What the 1-D marginals of TC and the dimension-wise KL may cost: they mix all N posteriors in each of
+# D dimensions, D times the joint density's work per sample. At most TC_POINTS points' draws, and at
+# most TC_ELEMENTS (sample, posterior, dimension) triples: about 5 s on a 2-core CPU.
 TC_POINTS = 2000
+TC_ELEMENTS = 4_000_000_000
+
+
+def tc_sample(draws: int, points: int, population: int, latent_dim: int, tc_points: int = TC_POINTS,
+              tc_elements: int = TC_ELEMENTS) -> tuple[int, torch.Tensor | None]:
+    """Which of the surgery's (draw, point) samples TC and the dimension-wise KL use: (how many draws,
+    which points; None: all). As many samples as the budget allows, spread over as many points as
+    possible (the points' spread is most of a subset's error): every draw of every point when they fit,
+    else fewer draws of every point, else one draw of a random subset of the points."""
+    rows = max(1, min(tc_points * draws, tc_elements // max(1, population * latent_dim)))
+    if rows >= draws * points:
+        return draws, None
+    if rows >= points:
+        return rows // points, None
+    return 1, torch.randperm(points)[:rows]
 
 
 def elbo_surgery(
@@ -93,52 +108,66 @@ def elbo_surgery(
     log_p_z: torch.Tensor,
     prior_marginals=None,
     tc_points: int = TC_POINTS,
+    points: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """The surgery terms, each with its Monte-Carlo standard error (`<term>_se`), from the posteriors
-    q(z|x_n) = N(loc_n, scale_n^2) of a whole split, samples z from them, shape (R, N, D) (R draws per
-    point) or (N, D) (one), and the prior's log-density at those samples. `prior_marginals(z) -> log p(z_j)`,
-    (M, D) -> (M, D), for a prior with 1-D marginals, splits the marginal KL into TC + dimension-wise KL;
-    it is evaluated at the samples of the TC subset only (a mixture prior of many components, K = N,
-    costs D times its joint density there). With N <= tc_points, total_correlation + dimwise_kl =
-    marginal_kl exactly."""
+    q(z|x_n) = N(loc_n, scale_n^2) of a whole split (N points), samples z from the posteriors of the
+    split's points `points` (indices; all N when None), shape (R, S, D) (R draws per point) or (S, D)
+    (one), and the prior's log-density at those samples. Each sample's log q(z) mixes all N posteriors:
+    a subset of points is an unbiased estimate of the same full-split terms, its SE counting the
+    choice of points.
+
+    `prior_marginals(z) -> log p(z_j)`, (M, D) -> (M, D), for a prior with 1-D marginals, splits the
+    marginal KL into TC + dimension-wise KL; it is evaluated at the samples of TC's share only
+    (`tc_sample`: a mixture prior of many components, K = N, costs D times its joint density there).
+    When TC takes every sample (N <= tc_points), total_correlation + dimwise_kl = marginal_kl exactly."""
     if z.dim() == 2:
         z, log_p_z = z.unsqueeze(0), log_p_z.unsqueeze(0)
-    draws, n, d = z.shape
-    log_q_z_given_x = DiagonalNormal(loc, scale).log_prob(z)  # (R, N)
-    log_q_z = aggregate_log_density(z.reshape(-1, d), loc, scale).view(draws, n)
-    subset = torch.randperm(n, device=z.device)[:tc_points] if n > tc_points else torch.arange(n, device=z.device)
-    log_q_z_dims = aggregate_marginal_log_density(z[:, subset].reshape(-1, d), loc, scale).view(draws, len(subset), d)
+    draws, count, d = z.shape
+    n = len(loc)
+    own = (loc, scale) if points is None else (loc[points], scale[points])
+    log_q_z_given_x = DiagonalNormal(*own).log_prob(z)  # (R, S)
+    log_q_z = aggregate_log_density(z.reshape(-1, d), loc, scale).view(draws, count)
+    tc_draws, subset = tc_sample(draws, count, n, d, tc_points)
+    subset = torch.arange(count) if subset is None else subset
+    z_tc = z[:tc_draws, subset.to(z.device)]
+    log_q_z_dims = aggregate_marginal_log_density(z_tc.reshape(-1, d), loc, scale).view(tc_draws, len(subset), d)
     terms = {
         **replicate_mean_and_se("mutual_info", log_q_z_given_x - log_q_z, n),
         **replicate_mean_and_se("marginal_kl", log_q_z - log_p_z, n),
         "mutual_info_max": math.log(n),
-        **replicate_mean_and_se("total_correlation", log_q_z[:, subset] - log_q_z_dims.sum(-1), n),
+        **replicate_mean_and_se("total_correlation", log_q_z[:tc_draws, subset.to(z.device)] - log_q_z_dims.sum(-1), n),
     }
     if prior_marginals is not None:
-        log_p_z_dims = prior_marginals(z[:, subset].reshape(-1, d)).view(draws, len(subset), d)
+        log_p_z_dims = prior_marginals(z_tc.reshape(-1, d)).view(tc_draws, len(subset), d)
         terms.update(replicate_mean_and_se("dimwise_kl", (log_q_z_dims - log_p_z_dims).sum(-1), n))
     return terms
 
 
 def replicate_mean_and_se(name: str, per_draw: torch.Tensor, population: int) -> dict[str, float]:
     """A split-level term from its per-point contributions at R independent draws per point, shape (R, S),
-    S of the split's `population` points: {name: the mean, name_se: its Monte-Carlo standard error}.
+    S of the split's `population` points (all, or a random subset): {name: the mean, name_se: its
+    Monte-Carlo standard error}.
 
-    The estimand is one number for the split, so its error is the draws' (and, with S < population,
-    the choice of points'), not the points' spread. Each contribution depends on its own point's draw
-    only (the aggregate q(z) is a fixed function), so the contributions are independent and the
-    variance of the mean is sum_n Var_n / (R S^2), Var_n each point's variance over its R draws: the
-    spread of R replicate estimates, with far less noise than their sample variance. With R = 1 the
-    points' spread, Var over n / S, stands in: an upper bound (it adds the spread of their means)."""
+    The estimand is one number for the split, so its error is the draws' and, with S < population,
+    the choice of points'; never the whole split's spread. Each contribution depends on its own point's
+    draw only (the aggregate q(z) is a fixed function), so this is two-stage sampling: with f = S / N,
+    s_b^2 the spread of the points' means over their R draws and s_w^2 the mean spread of a point's
+    draws, Var = (1 - f) s_b^2 / S + f s_w^2 / (R S). Every point (f = 1): the draws' noise alone.
+    s_b^2 holds the draws' noise once already, so a subset counts it once. With R = 1 the two cannot be
+    told apart: s^2 / S, an upper bound."""
     draws, points = per_draw.shape
     per_draw = per_draw.double()
+    mean = float(per_draw.mean())
+    if points < 2:
+        return {name: mean, f"{name}_se": 0.0}
+    between = per_draw.mean(0).var()
     if draws > 1:
-        variance = per_draw.var(dim=0).sum() / (draws * points**2)
+        fraction = points / population
+        variance = (1 - fraction) * between / points + fraction * per_draw.var(dim=0).mean() / (draws * points)
     else:
-        variance = per_draw.var() / points if points > 1 else per_draw.new_zeros(())
-    if points < population:  # a random subset of the points: finite-population sampling error
-        variance = variance + (1 - points / population) * per_draw.mean(0).var() / points
-    return {name: float(per_draw.mean()), f"{name}_se": float(variance.sqrt())}
+        variance = between / points
+    return {name: mean, f"{name}_se": float(variance.sqrt())}
 
 
 def active_units(loc: torch.Tensor, threshold: float = 0.01) -> int:

@@ -92,7 +92,7 @@ def evaluate_run(argv: list[str]) -> dict:
     logging.getLogger("vaebench").info(cpu_share.start())
     with EvaluationProgress(len(x), f"{split} log p(x), {cfg.eval.iw_samples} samples per point") as progress:
         terms = split_report(model, x, cfg.eval.batch_size, cfg.eval.iw_samples, cfg.eval.surgery_samples,
-                             on_points=progress.update)
+                             on_points=progress.update, surgery_points=cfg.eval.get("surgery_points"))
     factors = disentanglement.of_model(model, data, cfg.eval.batch_size)  # every split's points, not eval.split's
     seconds = time.perf_counter() - started
 

@@ -40,12 +40,13 @@ def final_metrics(model, data, cfg: DictConfig, run_dir: Path, device) -> dict:
     record = EvaluationRecord(run_dir / "checkpoints" / RECORD_NAME, {
         "checkpoint_step": state["step"] if state is not None else None,
         "batch_size": int(cfg.eval.batch_size), "surgery_samples": int(cfg.eval.surgery_samples),
-        "iw_samples": int(cfg.eval.iw_samples)})
+        "iw_samples": int(cfg.eval.iw_samples), "surgery_points": cfg.eval.get("surgery_points")})
     record.announce(len(data.test))
     metrics = {}
     for split in ("train", "val", "test"):
-        metrics[split] = record.part(split, lambda: split_report(model, data.scored(split), cfg.eval.batch_size,
-                                                                 iw_samples=0, surgery_samples=cfg.eval.surgery_samples))
+        metrics[split] = record.part(split, lambda: split_report(
+            model, data.scored(split), cfg.eval.batch_size, iw_samples=0, surgery_samples=cfg.eval.surgery_samples,
+            surgery_points=cfg.eval.get("surgery_points")))
     if cfg.eval.iw_samples > 0:
         metrics["test"] = {**metrics["test"], **_test_log_likelihood(model, data.test, cfg, record)}
     return metrics

@@ -30,7 +30,7 @@ def epoch_means(names: list[str], sums: list[float], n: int, lr: float, seconds:
 
 
 def validation_terms(model, data, objective, eval_batch_size: int, next_beta: float, step: int,
-                     with_surgery: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+                     with_surgery: bool, surgery_points: int | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """The validation split's terms (with `loss` where the objective is a function of them, at the
     beta the next step trains with, and the surgery when `with_surgery`), and the per-dimension KL of
     a fixed slice of the training set (None for a prior without 1-D marginals): the per-dimension KL
@@ -44,7 +44,7 @@ def validation_terms(model, data, objective, eval_batch_size: int, next_beta: fl
     if with_surgery:
         # One draw per point for the curves (their SE says how much that is); the final metrics
         # and `vaebench eval` take eval.surgery_samples.
-        val.update(split_diagnostics(model, data.val, eval_batch_size, surgery_samples=1))
+        val.update(split_diagnostics(model, data.val, eval_batch_size, surgery_samples=1, surgery_points=surgery_points))
     return val, probe.get("kl_per_dim")
 
 
@@ -59,12 +59,13 @@ class EvaluationSchedule:
     eval_batch_size: int
     final_beta: float
     warmup_epochs: int
+    surgery_points: int | None = None
 
     @classmethod
     def of(cls, cfg) -> "EvaluationSchedule":
         t = cfg.trainer
         return cls(int(t.eval_every), int(cfg.eval.surgery_every), int(t.epochs), int(cfg.eval.batch_size),
-                   float(cfg.beta), int(t.kl_warmup_epochs))
+                   float(cfg.beta), int(t.kl_warmup_epochs), cfg.eval.get("surgery_points"))
 
     def due(self, epoch: int) -> bool:
         return epoch % self.eval_every == 0 or epoch == self.epochs
@@ -74,7 +75,8 @@ class EvaluationSchedule:
         with_surgery = bool(self.surgery_every) and (epoch // self.eval_every) % self.surgery_every == 0
         # The beta the next step trains with: the model as it now stands.
         next_beta = elbo.warmup_beta(self.final_beta, epoch, self.warmup_epochs)
-        val, kl_per_dim = validation_terms(model, data, objective, self.eval_batch_size, next_beta, step, with_surgery)
+        val, kl_per_dim = validation_terms(model, data, objective, self.eval_batch_size, next_beta, step, with_surgery,
+                                           self.surgery_points)
         if kl_per_dim is not None:  # absent for a prior without 1-D marginals
             board.histogram("train/kl_per_dim", kl_per_dim, step)
         # log N is no curve; the standard errors are in metrics.json and the final table
