@@ -12,9 +12,11 @@ MLP VAE (latent 40, hidden 300), batch 100, Adam. By default an untrained model 
 encoder and decoder it loads) the points are MNIST training images and the posteriors a trained
 model's: the case of a run past its first steps. Steps of the standard prior, of prior=aggregate and
 of the same prior with gradients through every point (how it was computed before) alternate in one
-process, so that a busy machine slows them alike; the table gives the median step and the spread
-(min-max) over the repeats, the share of points that got gradients, and the peak
-memory of one step at the default chunk of 1,024 points against the whole split in one chunk.
+process with the step's floor, one forward pass of the encoder over the whole split without gradients
+(35 GFLOP at N = 50,000), so that a busy machine slows them alike; the table gives the median step
+and the spread (min-max) over the repeats, the step over its floor, the share of points that got
+gradients, and the peak memory of one step at the default chunk of 1,024 points against the whole
+split in one chunk. The floor's rate is set against the CPU's matrix-product rate.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import argparse
 
 import torch
 
-from benchutil import describe, median, peak_memory_bytes, pick_device, table, timed
+from benchutil import describe, matmul_gflops, median, peak_memory_bytes, pick_device, table, timed
 
 
 def training_points(n: int, mnist: str | None) -> torch.Tensor:
@@ -84,7 +86,21 @@ def model_with(prior: str, data: torch.Tensor, device: torch.device, checkpoint:
         terms = model.terms(batch)
         (-terms["elbo"]).mean().backward()
         optimiser.step()
+    step.model = model
     return step, with_gradients
+
+
+def encoder_floor(model, data: torch.Tensor, device: torch.device, chunk_size: int = 1024):
+    """One pass of the encoder over every point, without gradients, and its FLOPs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def forward():
+        with torch.no_grad():
+            for block in data.split(chunk_size):
+                model.encode(block.to(device))
+    with FlopCounterMode(display=False) as counter:
+        forward()
+    return forward, counter.get_total_flops()
 
 
 def main() -> None:
@@ -105,22 +121,28 @@ def main() -> None:
         standard, _ = model_with("standard", data, device, args.checkpoint)
         aggregate, with_gradients = model_with("aggregate", data, device, args.checkpoint)
         every_point, _ = model_with("every point", data, device, args.checkpoint)
-        standard(), aggregate(), every_point()  # warm-up
-        times = {"standard": [], "aggregate": [], "every point": []}
+        floor, flops = encoder_floor(aggregate.model, data, device)
+        standard(), aggregate(), every_point(), floor()  # warm-up
+        times = {"standard": [], "aggregate": [], "every point": [], "floor": []}
         with_gradients.clear()
         for _ in range(args.repeats):
             times["standard"].append(timed(standard, device))
             times["aggregate"].append(timed(aggregate, device))
             times["every point"].append(timed(every_point, device))
+            times["floor"].append(timed(floor, device))
+        peak = matmul_gflops(device, seconds=1.0)
         share = sum(with_gradients) / 2 / args.repeats / n  # each checkpointed chunk is encoded twice
         chunked = peak_memory_bytes(aggregate, device)
         whole = peak_memory_bytes(model_with("aggregate", data, device, args.checkpoint, chunk_size=n)[0], device)
-        s, a, e = times["standard"], times["aggregate"], times["every point"]
+        s, a, e, f = times["standard"], times["aggregate"], times["every point"], times["floor"]
         rows.append([f"{n:,}", f"{1e3 * median(s):.1f} ({1e3 * min(s):.1f}-{1e3 * max(s):.1f})",
                      f"{1e3 * median(a):.0f} ({1e3 * min(a):.0f}-{1e3 * max(a):.0f})", f"{median(a) / median(s):.0f}x",
+                     f"{1e3 * median(f):.0f} ({flops / median(f) / 1e9:.0f} GFLOP/s, {flops / median(f) / 1e9 / peak:.0%} of "
+                     f"{peak:.0f})", f"{median(a) / median(f):.2f} ({min(a) / max(f):.2f}-{max(a) / min(f):.2f})",
                      f"{share:.0%}", f"{1e3 * median(e):.0f} ({1e3 * min(e):.0f}-{1e3 * max(e):.0f})",
                      f"{median(a) * n / 100 / 60:.1f}", f"{chunked / 2**20:.0f}", f"{whole / 2**20:.0f}"])
-    print(table(["N", "standard step, ms", "aggregate step, ms", "ratio", "points with gradients",
+    print(table(["N", "standard step, ms", "aggregate step, ms", "ratio", "floor: encoder over N, ms (of matmul peak)",
+                 "aggregate step / floor", "points with gradients",
                  "step with gradients through every point, ms", "aggregate epoch, min",
                  "peak MiB (chunks of 1,024)", "peak MiB (one chunk of N)"], rows))
 

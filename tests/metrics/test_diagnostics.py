@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
-from vaebench.metrics import diagnostics, likelihood, surgery
+from vaebench.distributions import mixture
+from vaebench.metrics import diagnostics, likelihood
 from vaebench.metrics.likelihood import importance_weighted_log_likelihood
 from vaebench.metrics.surgery import active_units, aggregate_log_density, aggregate_marginal_log_density, elbo_surgery
 from tests.metrics.test_elbo import PRIORS, tiny_model
@@ -33,7 +34,7 @@ def test_aggregate_densities_match_brute_force(monkeypatch):
     torch.manual_seed(0)
     loc, scale = torch.randn(50, 4), torch.rand(50, 4) + 0.1
     z = torch.randn(30, 4)
-    monkeypatch.setattr(surgery, "PAIRWISE_BUDGET", 200)  # force several chunks
+    monkeypatch.setattr(mixture, "CPU_BLOCK_ELEMENTS", 200)  # force several blocks
     joint, marginal = brute_force_aggregate(z, loc, scale)
     assert torch.allclose(aggregate_log_density(z, loc, scale), joint, atol=1e-3)
     assert torch.allclose(aggregate_marginal_log_density(z, loc, scale), marginal, atol=1e-4)

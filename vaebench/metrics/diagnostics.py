@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from vaebench.distributions import DiagonalGaussianMixture
 from vaebench.metrics import elbo
 from vaebench.metrics.evaluation import as_floats, chunks, fixed_randomness, split_terms
 from vaebench.metrics.likelihood import log_likelihood_report
@@ -53,7 +54,8 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
         z = own_loc + own_scale * torch.randn(surgery_samples, *own_loc.shape, device=loc.device)
         rows = max(batch_size, 1)
         result = elbo_surgery(loc, scale, z, prior_log_density(p_z, z, rows).float(),
-                              prior_marginals=prior_marginals_of(p_z, rows), points=points)
+                              prior_marginals=prior_marginals_of(p_z, rows), points=points,
+                              prior_components=len(p_z.loc) if isinstance(p_z, DiagonalGaussianMixture) else 0)
         result["active_units"] = active_units(loc)
     model.train()
     if iw_samples > 0:

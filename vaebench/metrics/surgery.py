@@ -17,30 +17,6 @@ import math
 import torch
 
 from vaebench.distributions import DiagonalGaussianMixture, DiagonalNormal, float32_rounding_nats
-from vaebench.metrics.evaluation import chunks
-
-
-# Elements of one chunk's pairwise matrix: bounds memory at O(chunk * N) whatever N is.
-PAIRWISE_BUDGET = 1 << 24
-# On a CPU a chunk of 16 MB stays in the caches between its matrix product and its logsumexp
-# (up to 1.8x faster than 64 MB chunks on a 2-core CPU; scripts/bench_diagnostics.py).
-CPU_PAIRWISE_BUDGET = 1 << 22
-
-
-def _pairwise_budget(device: torch.device) -> int:
-    return min(PAIRWISE_BUDGET, CPU_PAIRWISE_BUDGET) if device.type == "cpu" else PAIRWISE_BUDGET
-
-
-def _logsumexp_(x: torch.Tensor) -> torch.Tensor:
-    """torch.logsumexp(x, -1) for finite x, computed in x's own memory (which it overwrites): a
-    chunk of pairwise log-densities is never copied.
-
-    Terms below exp(-80) ~ 2e-35 of the largest count as that: a sum that is at least 1 cannot tell,
-    while exp() of far smaller numbers takes a slow path on CPUs (ten times slower here)."""
-    if x.requires_grad:
-        return torch.logsumexp(x, dim=-1)
-    top = x.amax(dim=-1, keepdim=True)
-    return x.sub_(top).clamp_(min=-80.0).exp_().sum(dim=-1).log_().add_(top.squeeze(-1))
 
 
 # The largest float32 rounding estimate (priors.float32_rounding_nats) at which the aggregate's expansion
@@ -58,42 +34,40 @@ def expansion_dtypes(loc: torch.Tensor, scale: torch.Tensor) -> tuple[torch.dtyp
             torch.float32 if marginals <= FLOAT32_MARGINAL_NATS else torch.float64)
 
 
+@torch.no_grad()
 def aggregate_log_density(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """log q(z) for each row of z (M, D), with q = 1/N sum_n N(loc_n, diag scale_n^2): shape (M,); z are
     samples of the posteriors themselves (what the expansion's dtype is chosen for).
 
-    Each chunk of rows of the (M, N) pairwise log-densities is one matrix product (the mixture's)."""
-    mixture = DiagonalGaussianMixture(torch.zeros(len(loc), device=loc.device), loc, scale, expansion_dtypes(loc, scale)[0])
-    rows = max(1, _pairwise_budget(z.device) // len(loc))
-    buffer = torch.empty(rows * len(loc), device=z.device)  # one for every block: no heap churn
-    return torch.cat([_logsumexp_(mixture.component_log_prob(block, out=buffer)) for block in chunks(z, rows)])
+    Each block of rows of the (M, N) pairwise log-densities is one matrix product (the mixture's)."""
+    return DiagonalGaussianMixture(torch.zeros(len(loc), device=loc.device), loc, scale,
+                                   expansion_dtypes(loc, scale)[0]).log_prob(z)
 
 
+@torch.no_grad()
 def aggregate_marginal_log_density(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """log q(z_j) of each coordinate under the aggregate's 1-D marginals: shape (M, D).
 
     Per dimension the log-densities of all pairs are one batched matrix product (the mixture's)."""
-    n, d = loc.shape
-    mixture = DiagonalGaussianMixture(torch.zeros(n, device=loc.device), loc, scale, expansion_dtypes(loc, scale)[1])
-    rows = max(1, _pairwise_budget(z.device) // (n * d))
-    buffer = torch.empty(rows * n * d, device=z.device)
-    return torch.cat([_logsumexp_(mixture.component_marginal_log_prob(block, out=buffer)).T for block in chunks(z, rows)])
+    return DiagonalGaussianMixture(torch.zeros(len(loc), device=loc.device), loc, scale,
+                                   expansion_dtypes(loc, scale)[1]).marginal_log_prob(z)
 
 
-# What the 1-D marginals of TC and the dimension-wise KL may cost: they mix all N posteriors in each of
-# D dimensions, D times the joint density's work per sample. At most TC_POINTS points' draws, and at
-# most TC_ELEMENTS (sample, posterior, dimension) triples: about 5 s on a 2-core CPU.
+# What the 1-D marginals of TC and the dimension-wise KL may cost: they mix all N posteriors (and the
+# prior's K components, for a mixture prior) in each of D dimensions, D times the joint density's work
+# per sample. At most TC_POINTS points' draws, and at most TC_ELEMENTS (sample, component, dimension)
+# triples: about 5 s on a 2-core CPU.
 TC_POINTS = 2000
 TC_ELEMENTS = 4_000_000_000
 
 
-def tc_sample(draws: int, points: int, population: int, latent_dim: int, tc_points: int = TC_POINTS,
+def tc_sample(draws: int, points: int, components: int, latent_dim: int, tc_points: int = TC_POINTS,
               tc_elements: int = TC_ELEMENTS) -> tuple[int, torch.Tensor | None]:
     """Which of the surgery's (draw, point) samples TC and the dimension-wise KL use: (how many draws,
     which points; None: all). As many samples as the budget allows, spread over as many points as
     possible (the points' spread is most of a subset's error): every draw of every point when they fit,
     else fewer draws of every point, else one draw of a random subset of the points."""
-    rows = max(1, min(tc_points * draws, tc_elements // max(1, population * latent_dim)))
+    rows = max(1, min(tc_points * draws, tc_elements // max(1, components * latent_dim)))
     if rows >= draws * points:
         return draws, None
     if rows >= points:
@@ -109,6 +83,7 @@ def elbo_surgery(
     prior_marginals=None,
     tc_points: int = TC_POINTS,
     points: torch.Tensor | None = None,
+    prior_components: int = 0,
 ) -> dict[str, float]:
     """The surgery terms, each with its Monte-Carlo standard error (`<term>_se`), from the posteriors
     q(z|x_n) = N(loc_n, scale_n^2) of a whole split (N points), samples z from the posteriors of the
@@ -119,7 +94,8 @@ def elbo_surgery(
 
     `prior_marginals(z) -> log p(z_j)`, (M, D) -> (M, D), for a prior with 1-D marginals, splits the
     marginal KL into TC + dimension-wise KL; it is evaluated at the samples of TC's share only
-    (`tc_sample`: a mixture prior of many components, K = N, costs D times its joint density there).
+    (`tc_sample`: a mixture prior of `prior_components` components, K = N, costs D times its joint
+    density there).
     When TC takes every sample (N <= tc_points), total_correlation + dimwise_kl = marginal_kl exactly."""
     if z.dim() == 2:
         z, log_p_z = z.unsqueeze(0), log_p_z.unsqueeze(0)
@@ -128,7 +104,7 @@ def elbo_surgery(
     own = (loc, scale) if points is None else (loc[points], scale[points])
     log_q_z_given_x = DiagonalNormal(*own).log_prob(z)  # (R, S)
     log_q_z = aggregate_log_density(z.reshape(-1, d), loc, scale).view(draws, count)
-    tc_draws, subset = tc_sample(draws, count, n, d, tc_points)
+    tc_draws, subset = tc_sample(draws, count, n + prior_components, d, tc_points)
     subset = torch.arange(count) if subset is None else subset
     z_tc = z[:tc_draws, subset.to(z.device)]
     log_q_z_dims = aggregate_marginal_log_density(z_tc.reshape(-1, d), loc, scale).view(tc_draws, len(subset), d)

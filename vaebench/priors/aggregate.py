@@ -14,6 +14,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vaebench.config.checks import Count, Unused
 from vaebench.distributions import FLOAT32_EPS, DiagonalGaussianMixture, DiagonalNormal
+from vaebench.distributions.mixture import logsumexp
 from vaebench.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ AGGREGATE_PAIRWISE_BUDGET = 1 << 22
 
 
 def _log_sum(mixture: DiagonalGaussianMixture, z: torch.Tensor) -> torch.Tensor:
-    return torch.logsumexp(mixture.component_log_prob(z), dim=-1)
+    return logsumexp(mixture.component_log_prob(z))
 
 
 class EncodedAggregate(Distribution):
@@ -137,7 +138,7 @@ class EncodedAggregate(Distribution):
 
     def marginal_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z_j) of each coordinate under the aggregate's 1-D marginals: shape (*batch, D)."""
-        return self._over_chunks(z, lambda m, flat: torch.logsumexp(m.component_marginal_log_prob(flat), dim=-1).T
+        return self._over_chunks(z, lambda m, flat: logsumexp(m.component_marginal_log_prob(flat)).T
                                  ).reshape(z.shape)
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
