@@ -24,9 +24,9 @@ Layer = tuple[Distribution, Distribution, torch.Tensor]  # (q, p, z sampled from
 _HAS_ANALYTIC_KL: dict[tuple, bool] = {}
 
 
-def kl_q_p(q: Distribution, p: Distribution, z: torch.Tensor, log_pz: torch.Tensor | None = None) -> torch.Tensor:
-    """KL(q || p) per point: analytic when torch.distributions knows it, else the one-sample
-    estimate log q(z) - log p(z) (pass `log_pz` when it is already computed)."""
+def analytic_kl(q: Distribution, p: Distribution) -> torch.Tensor | None:
+    """KL(q || p) per point where torch.distributions knows it in closed form, else None (remembered per
+    pair of kinds, so that an unknown pair costs one failed lookup per process)."""
     key = (_kind(q), _kind(p))
     if _HAS_ANALYTIC_KL.get(key, True):
         try:
@@ -35,6 +35,15 @@ def kl_q_p(q: Distribution, p: Distribution, z: torch.Tensor, log_pz: torch.Tens
             return kl
         except NotImplementedError:
             _HAS_ANALYTIC_KL[key] = False
+    return None
+
+
+def kl_q_p(q: Distribution, p: Distribution, z: torch.Tensor, log_pz: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(q || p) per point: analytic when torch.distributions knows it, else the one-sample
+    estimate log q(z) - log p(z) (pass `log_pz` when it is already computed)."""
+    kl = analytic_kl(q, p)
+    if kl is not None:
+        return kl
     return q.log_prob(z) - (p.log_prob(z) if log_pz is None else log_pz)
 
 
@@ -50,15 +59,25 @@ def elbo_terms(log_px_given_z: torch.Tensor, layers: dict[str, Layer]) -> dict[s
 
     With several latent layers, `kl_<name>` gives each layer's share of `kl`.
     """
-    log_prior = {name: p.log_prob(z) for name, (q, p, z) in layers.items()}
-    kl_by_layer = {name: kl_q_p(q, p, z, log_prior[name]) for name, (q, p, z) in layers.items()}
+    log_prior, kl_by_layer = {}, {}
+    for name, (q, p, z) in layers.items():
+        kl_by_layer[name] = analytic_kl(q, p)
+        if kl_by_layer[name] is None:  # Monte-Carlo: log p(z) is part of the KL, with its gradient
+            log_prior[name] = p.log_prob(z)
+            kl_by_layer[name] = q.log_prob(z) - log_prior[name]
     kl = _total(kl_by_layer.values())
+    with torch.no_grad():  # logged, never differentiated: no graph to build for them at every step
+        for name, (q, p, z) in layers.items():
+            if name not in log_prior:
+                log_prior[name] = p.log_prob(z)
+        log_joint = _total([log_px_given_z, *log_prior.values()])
+        entropy = _total(q.entropy() for q, p, z in layers.values())
     terms = {
         "elbo": log_px_given_z - kl,
         "reconstruction": log_px_given_z,
         "kl": kl,
-        "log_joint": _total([log_px_given_z, *log_prior.values()]),
-        "entropy": _total(q.entropy() for q, p, z in layers.values()),
+        "log_joint": log_joint,
+        "entropy": entropy,
     }
     if len(layers) > 1:
         terms.update({f"kl_{name}": value for name, value in kl_by_layer.items()})

@@ -10,6 +10,7 @@ from torch import nn
 
 from vaebench.config.checks import Count
 from vaebench.distributions import DiagonalGaussianMixture
+from vaebench.distributions.mixture import expansion_dtype_at
 
 
 class MixturePrior(nn.Module):
@@ -22,7 +23,8 @@ class MixturePrior(nn.Module):
         self.logits = nn.Parameter(torch.zeros(K))
 
     def forward(self) -> DiagonalGaussianMixture:
-        return DiagonalGaussianMixture(self.logits, self.loc, F.softplus(self.raw_scale) + 1e-4)
+        scale = F.softplus(self.raw_scale) + 1e-4
+        return DiagonalGaussianMixture(self.logits, self.loc, scale, expansion_dtype_at(self.loc, scale))
 
 
 def _inverse_softplus(y: float) -> float:

@@ -10,6 +10,7 @@ from torch import nn
 
 from vaebench.config.checks import Count
 from vaebench.distributions import DiagonalGaussianMixture, DiagonalNormal
+from vaebench.distributions.mixture import expansion_dtype_at
 from vaebench.errors import UserError
 
 
@@ -55,7 +56,8 @@ class VampPrior(nn.Module):
 
     def forward(self) -> DiagonalGaussianMixture:
         q_z_given_u = self._encode[0](self.pseudo_inputs)
-        return DiagonalGaussianMixture(self.logits, q_z_given_u.loc, q_z_given_u.scale)
+        return DiagonalGaussianMixture(self.logits, q_z_given_u.loc, q_z_given_u.scale,
+                                       expansion_dtype_at(q_z_given_u.loc, q_z_given_u.scale))
 
 
 def _data_range(train_data: torch.Tensor | None) -> tuple[float, float]:
