@@ -26,7 +26,7 @@ class TrainerSettings:
     eval_every: Count
     patience: NonNegativeInt
     device: Literal["auto", "cpu", "cuda"]
-    compile: bool
+    compile: bool | Literal["auto"]
     precision: Literal["fp32", "bf16"]
     log_every: Count
     threads: Count | None

@@ -197,9 +197,10 @@ FLOAT32_MARGINAL_NATS = 2e-2
 def expansion_dtype_at(loc: torch.Tensor, scale: torch.Tensor) -> torch.dtype:
     """The expansion's dtype for a prior's components at a training step: float32 where its rounding
     estimate allows (a VampPrior's float64 expansion cost 5% of its step on a 2-core CPU), float64 where
-    they are sharp. On an accelerator always float64: reading the estimate would make the host wait for
-    the device at every step, and there the expansion's few small products cost nothing measurable."""
-    if loc.device.type != "cpu":
+    they are sharp. On an accelerator, and in a compiled step, always float64: reading the estimate would
+    make the host wait for the device at every step (or break the compiled graph), and there the
+    expansion's few small products cost nothing measurable."""
+    if loc.device.type != "cpu" or torch.compiler.is_compiling():  # a compiled step: one graph, no host read
         return torch.float64
     with torch.no_grad():
         joint = FLOAT32_EPS * float((2 * loc.abs() / scale + 4).pow(2).sum(-1).amax())

@@ -21,21 +21,31 @@ from torch.distributions import Distribution, Independent, kl_divergence
 Layer = tuple[Distribution, Distribution, torch.Tensor]  # (q, p, z sampled from q)
 
 
-_HAS_ANALYTIC_KL: dict[tuple, bool] = {}
+# (kind of q, kind of p) -> the KL function torch.distributions has registered for the pair, None for none.
+_KL_FUNCTIONS: dict[tuple, object] = {}
 
 
 def analytic_kl(q: Distribution, p: Distribution) -> torch.Tensor | None:
-    """KL(q || p) per point where torch.distributions knows it in closed form, else None (remembered per
-    pair of kinds, so that an unknown pair costs one failed lookup per process)."""
+    """KL(q || p) per point where torch.distributions knows it in closed form, else None. The registered
+    function is looked up once per pair of kinds and then called directly: torch's own lookup (its
+    `min` over candidate types) is more work per step, and torch.compile cannot trace it."""
     key = (_kind(q), _kind(p))
-    if _HAS_ANALYTIC_KL.get(key, True):
-        try:
-            kl = kl_divergence(q, p)
-            _HAS_ANALYTIC_KL[key] = True
-            return kl
-        except NotImplementedError:
-            _HAS_ANALYTIC_KL[key] = False
-    return None
+    if key not in _KL_FUNCTIONS:
+        _KL_FUNCTIONS[key] = _registered_kl(q, p)
+    kl = _KL_FUNCTIONS[key]
+    return None if kl is None else kl(q, p)
+
+
+def _registered_kl(q: Distribution, p: Distribution):
+    dispatch = getattr(torch.distributions.kl, "_dispatch_kl", None)  # torch's own table, where it has one
+    function = dispatch(type(q), type(p)) if dispatch is not None else kl_divergence
+    if function is NotImplemented:
+        return None
+    try:
+        function(q, p)  # a wrapper's KL (Independent) may still find none for its base distributions
+    except NotImplementedError:
+        return None
+    return function
 
 
 def kl_q_p(q: Distribution, p: Distribution, z: torch.Tensor, log_pz: torch.Tensor | None = None) -> torch.Tensor:

@@ -4,21 +4,25 @@ its gradient, one Adam update, and the batch's sums of everything logged."""
 from __future__ import annotations
 
 import contextlib
+import time
 
 import torch
 
-from vaebench.run.compiled import CompiledOrEager
+from vaebench.run.compiled import CompilePlan, CompiledOrEager
 
 
 class TrainingStep:
-    def __init__(self, model, objective, lr: float, device: torch.device, compile: bool):
+    def __init__(self, model, objective, lr: float, device: torch.device, compile: bool | str = False,
+                 remaining_steps=None):
+        """`compile`: True, False or "auto" (`run.compiled.CompilePlan`, which asks `remaining_steps()`)."""
         self.model, self.objective = model, objective
         # Fused Adam: the same update as the default, in one kernel per step instead of several per tensor.
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda") or None)
         self.learned = [p for p in model.parameters() if p.requires_grad]
         # Steps taken, on the device for an objective with a schedule (capacity); the default step skips it.
         self.objective_step = torch.zeros((), device=device) if getattr(objective, "uses_step", False) else None
-        self.loss_fn = CompiledOrEager(self._loss) if compile else self._loss
+        self.loss_fn = CompiledOrEager(self._loss) if compile is True else self._loss
+        self.plan = CompilePlan(remaining_steps, device) if compile == "auto" and remaining_steps else None
 
     def _loss(self, x: torch.Tensor, beta: torch.Tensor):
         """The mean loss to differentiate, the names of what is logged, and [loss, *ELBO terms, *the
@@ -33,6 +37,8 @@ class TrainingStep:
     def __call__(self, x: torch.Tensor, beta: torch.Tensor, autocast=contextlib.nullcontext(), measure_grad_norm: bool = False):
         """One optimiser step: the batch's sums (`_loss`), the names of what they sum, and the gradients'
         2-norm when asked (else None): 13 norm kernels, so the loop asks once per log interval."""
+        if self.plan is not None:
+            return self._timed(x, beta, autocast, measure_grad_norm)
         with autocast:
             loss, names, sums = self.loss_fn(x, beta)
         self.optimizer.zero_grad(set_to_none=True)
@@ -40,6 +46,22 @@ class TrainingStep:
         grad_norm = _total_norm([p.grad for p in self.learned if p.grad is not None]) if measure_grad_norm else None
         self.optimizer.step()
         return sums, names, grad_norm
+
+    def _timed(self, x, beta, autocast, measure_grad_norm):
+        """A step of `trainer.compile=auto`'s first ones: timed (the device's queue included) for its plan."""
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        started = time.perf_counter()
+        plan, self.plan = self.plan, None
+        out = self(x, beta, autocast, measure_grad_norm)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        decided = plan.observe(time.perf_counter() - started)
+        if decided is None:
+            self.plan = plan
+        elif decided:
+            self.loss_fn = CompiledOrEager(self._loss, first_call_eager=False)
+        return out
 
 
 def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:

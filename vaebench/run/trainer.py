@@ -54,7 +54,9 @@ class Trainer:
         self.saved_step: int | None = None  # the step checkpoints/last.pt holds, named when a run diverges
         if self.objective is None:  # the one the config names (compose.run hands in the one it built)
             self.objective = _objective_of(self.cfg, self.model, self.data)
-        self.step = TrainingStep(self.model, self.objective, float(self.cfg.trainer.lr), self.device, bool(self.cfg.trainer.compile))
+        steps_in_run = int(self.cfg.trainer.epochs) * math.ceil(len(self.data.train) / int(self.cfg.trainer.batch_size))
+        self.step = TrainingStep(self.model, self.objective, float(self.cfg.trainer.lr), self.device, self.cfg.trainer.compile,
+                                 remaining_steps=lambda: steps_in_run - self.progress.step - 1)
         self.optimizer, self.objective_step = self.step.optimizer, self.step.objective_step
         bf16 = self.cfg.trainer.precision == "bf16" and self.device.type == "cuda"
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
