@@ -40,12 +40,14 @@ RESUMABLE_PREFIXES = ("trainer.", "eval.", "resume")
 
 
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, axes: set[str] = frozenset(),
-        jobs: int = 1) -> dict:
-    """`jobs`: how many runs of the sweep the launcher runs side by side on this machine."""
+        jobs: int = 1, restarted: bool = False) -> dict:
+    """`jobs`: how many runs of the sweep the launcher runs side by side on this machine; `restarted`: a
+    job scheduler started this run again (`cfg.resume` is its own folder), counted in metrics.json."""
     state = None
     if cfg.resume:
         state = checkpoint.load(resume_checkpoint(cfg.resume))
         cfg = _resumed_config(state, cfg, overrides)
+    restarts = int(state.get("restarts", 0)) + int(restarted) if state else 0
     choices = dict(cfg.get("choices") or {})
     validate_config(cfg, choices)
     _seed_everything(int(cfg.seed))
@@ -83,10 +85,11 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
             board.scalars("val", {"informative_dims": dimensions_in_use(val_terms)["informative_dims"]}, trainer.progress.step)
 
     trainer = Trainer(model, data, cfg, run_dir, board, on_evaluation, objective=objective, cpu_share=cpu_share,
-                      extra_state={"board_dir": board_dir.name, "collapse_watch": collapse.record})
+                      extra_state={"board_dir": board_dir.name, "collapse_watch": collapse.record, "restarts": restarts})
     if state:
         restore_training_state(trainer, state)
-        log.info(f"Resuming {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
+        how = f"Restarted by the job scheduler (restart {restarts}): resuming" if restarted else "Resuming"
+        log.info(f"{how} {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
     else:
         board.hparams(hparams(cfg, choices, model, overrides),
                       {**HPARAMS_METRICS, **(DISENTANGLEMENT_HPARAMS if data.factors is not None else {})},
@@ -111,6 +114,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
             "step": trainer.progress.step, "config": OmegaConf.to_container(cfg, resolve=True)})
         board.close()
         if stop.status == "interrupted":
+            if stop.then is not None:  # the job scheduler's own handler: submitit requeues the job, which resumes
+                tell_failure(stop.message, "Handing the signal on to the job's scheduler, which requeues the job.")
+                stop.then()
             tell_failure(stop.message, f"Resume with:  vaebench train resume={run_dir}")
             # A sweep stops too: Ctrl-C and SLURM's SIGTERM are meant for the whole process.
             sys.exit(130)
@@ -137,6 +143,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
         "wall_time_s": trainer.progress.wall_time_s,
         "train_time_s": time.perf_counter() - started,
         "alarms": list(collapse.record["alarms"]),
+        "restarts": restarts,
         **threads,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

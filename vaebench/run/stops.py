@@ -1,6 +1,8 @@
 """How a run stops early without losing finished work: `Stop` says why (diverged, interrupted), and
-Ctrl-C or SIGTERM (what a cluster sends before preemption) become a flag that the training loop checks
-after each step, so that it saves its state first."""
+Ctrl-C, SIGTERM (what a cluster sends to preempt or requeue a job) and SIGUSR2 (what submitit asks
+SLURM to send before a job's time limit) become a flag that the training loop checks after each step,
+so that it saves its state first. A handler that was there before for SIGUSR2 (submitit's, which
+requeues the job) is handed the signal after that."""
 
 from __future__ import annotations
 
@@ -9,22 +11,26 @@ from pathlib import Path
 
 
 class Stop(Exception):
-    """The run stops early: `status` is 'diverged' or 'interrupted'; `message` says what to do."""
+    """The run stops early: `status` is 'diverged' or 'interrupted'; `message` says what to do;
+    `then`, when set, is called once the run has recorded its stop (a job scheduler's own handler)."""
 
-    def __init__(self, status: str, message: str):
+    def __init__(self, status: str, message: str, then=None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.then = status, message, then
 
 
 class SignalCatcher:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+    """Turns SIGINT, SIGTERM and SIGUSR2 into a flag the loop checks after each step."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGUSR2,) if hasattr(signal, "SIGUSR2") else ()))
 
     def __init__(self):
         self.received: str | None = None
         self._previous = {}
+        self._signum: int | None = None
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread (e.g. a launcher's worker): leave signals alone
@@ -32,15 +38,25 @@ class SignalCatcher:
         return self
 
     def _handle(self, signum, frame):
-        self.received = signal.Signals(signum).name
+        self.received, self._signum = signal.Signals(signum).name, signum
+
+    def hand_on(self):
+        """The handler that was there before for the signal received, as a call (None: none of its own).
+        Only SIGUSR2's: submitit's, which requeues the job; Ctrl-C and SIGTERM end the run here."""
+        previous = self._previous.get(self._signum)
+        if self._signum != getattr(signal, "SIGUSR2", None) or not callable(previous):
+            return None
+        signum = self._signum
+        return lambda: previous(signum, None)
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
 
-def interrupted(signal_name: str, step: int, epochs_done: int, saved: Path) -> Stop:
-    return Stop("interrupted", f"{signal_name} received after step {step} ({epochs_done} epochs completed): saved {saved}.")
+def interrupted(signal_name: str, step: int, epochs_done: int, saved: Path, then=None) -> Stop:
+    return Stop("interrupted", f"{signal_name} received after step {step} ({epochs_done} epochs completed): saved {saved}.",
+                then)
 
 
 def diverged(what: str, lr: float, precision: str, saved_step: int | None) -> Stop:

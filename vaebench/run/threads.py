@@ -1,8 +1,9 @@
 """How many threads a run's torch uses: its share of the CPUs it may run on, so that runs sharing a
 machine do not slow each other down.
 
-The CPUs a run may use are its affinity mask (what SLURM and `taskset` set), capped by its cgroup's CPU
-quota (what a container or SLURM's cgroup sets). A parallel sweep divides them among the jobs the
+The CPUs a run may use are its affinity mask (what SLURM and `taskset` set), the CPUs SLURM gave its
+job (`SLURM_CPUS_PER_TASK`, where no affinity binds it) and its cgroup's CPU quota (what a container or
+SLURM's cgroup sets), the fewest of them. A parallel sweep divides them among the jobs the
 launcher runs at once on this machine (Hydra's joblib launcher: `hydra.launcher.n_jobs`, at most the
 sweep's size). On a GPU the host needs no more than 2 threads per job. `trainer.threads` fixes the
 count; so does an OMP_NUM_THREADS of the user's own (outside a joblib job, where joblib sets it).
@@ -37,6 +38,9 @@ def usable_cpus() -> tuple[int, str]:
     except (AttributeError, OSError):  # no affinity masks here (macOS)
         mask = os.cpu_count() or 1
     why = f"{mask} CPUs this process may run on"
+    granted = os.environ.get("SLURM_CPUS_PER_TASK", "")  # a SLURM job's CPUs, where no affinity mask binds it
+    if granted.isdigit() and 0 < int(granted) < mask:
+        mask, why = int(granted), f"{granted} CPUs SLURM gave this job (cpus_per_task)"
     quota = cgroup_cpu_quota()
     if quota is not None and quota < mask:
         return max(1, math.floor(quota)), f"{why}, {quota:g} by its cgroup's CPU quota"

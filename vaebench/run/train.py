@@ -5,6 +5,7 @@ folder's metrics.json records."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import shutil
@@ -20,9 +21,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vaebench.config.groups import GROUPS
 from vaebench.config.saved import config_dir
 from vaebench.errors import UserError
-from vaebench.run.compose import run
+from vaebench.run.compose import RESUMABLE_PREFIXES, run
 from vaebench.run.final_evaluation import RECORD_NAME
 from vaebench.run.naming import sweep_axes, sweep_size
+from vaebench.run.requeue import started_again
 from vaebench.run.threads import jobs_at_once, usable_cpus
 from vaebench.run.record import recorded_status, tell_failure, write_json
 
@@ -63,10 +65,19 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     cfg = with_choices(cfg, hydra_cfg.runtime.choices)
+    overrides, again = list(hydra_cfg.overrides.task), started_again(run_dir, cfg.resume)
+    if again == "finished":
+        logging.getLogger("vaebench").info(f"Started again by the job scheduler, but this run has ended "
+                                           f"({recorded_status(run_dir)}, {run_dir}/metrics.json): nothing to do.")
+        return sweep_objective(_recorded(run_dir))
+    if again == "resume":  # the same command in the same folder: what the checkpoint holds decides the run
+        with open_dict(cfg):
+            cfg.resume = str(run_dir)
+        overrides = [o for o in overrides if o.split("=", 1)[0].lstrip("+~").startswith(RESUMABLE_PREFIXES)]
     try:
         with _sigterm_as_ctrl_c():
-            result = run(cfg, run_dir, list(hydra_cfg.overrides.task), multirun, sweep_axes(hydra_cfg) if multirun else set(),
-                         jobs=_jobs_at_once(hydra_cfg) if multirun else 1)
+            result = run(cfg, run_dir, overrides, multirun, sweep_axes(hydra_cfg) if multirun else set(),
+                         jobs=_jobs_at_once(hydra_cfg) if multirun else 1, restarted=again == "resume")
         return sweep_objective(result)
     except KeyboardInterrupt:
         _interrupted_outside_training(cfg, run_dir)
@@ -82,6 +93,13 @@ def main(cfg: DictConfig) -> float:
     except Exception as err:
         _record_failure(cfg, run_dir, f"{type(err).__name__}: {err}")
         raise  # a bug rather than bad input: its traceback is what a report needs; Hydra goes on with a sweep
+
+
+def _recorded(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _jobs_at_once(hydra_cfg) -> int:

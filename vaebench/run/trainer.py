@@ -115,11 +115,11 @@ class Trainer:
                         bar.close()
                         self.progress.wall_time_s += time.perf_counter() - started
                         self.save("last.pt")
-                        raise self._interrupted(signals.received)
+                        raise self._interrupted(signals)
                 bar.close()
                 self._end_epoch(steps_per_epoch, n, time.perf_counter() - started, samples=n - first_batch * batch_size)
                 if signals.received:  # it arrived during the evaluation; _end_epoch has just saved last.pt
-                    raise self._interrupted(signals.received)
+                    raise self._interrupted(signals)
                 if t.patience and self.progress.epoch - self.progress.best_epoch >= t.patience:
                     log.info(f"Early stop: no better validation ELBO for {t.patience} epochs "
                              f"(best {self.progress.best_val_elbo:.2f} at epoch {self.progress.best_epoch}).")
@@ -152,8 +152,9 @@ class Trainer:
         self.save("last.pt")
         self.board.flush()
 
-    def _interrupted(self, signal_name: str) -> Stop:
-        return interrupted(signal_name, self.progress.step, self.progress.epoch, self.run_dir / "checkpoints" / "last.pt")
+    def _interrupted(self, signals: SignalCatcher) -> Stop:
+        return interrupted(signals.received, self.progress.step, self.progress.epoch, self.run_dir / "checkpoints" / "last.pt",
+                           signals.hand_on())
 
     def _fold(self, interval: StepSums, grad_norm: torch.Tensor | None) -> None:
         """The interval's steps into the epoch sums; a stop if a step's loss or the gradient norm is NaN/inf."""
