@@ -86,6 +86,10 @@ BAD_INPUT = {
     "npz outside [0,1], bernoulli": ("counts.npz none", ["model.likelihood=bernoulli", "[0, 1]"]),
     "cuda without a GPU": (["trainer.device=cuda"], ["trainer.device=cuda", "trainer.device=cpu"]),
     "resume without a checkpoint": ("resume", ["resume=", "checkpoints/last.pt"]),
+    "a config folder that is not there": (["--config-dir", "no_such_conf", "prior=laplace"],
+                                          ["--config-dir no_such_conf: there is no such folder"]),
+    "a target that cannot be imported": (["prior._target_=no_such_module.Prior"],
+                                         ["prior._target_=no_such_module.Prior cannot be imported", "No module named"]),
 }
 
 
@@ -122,6 +126,7 @@ def test_bad_input_is_refused_in_one_paragraph(name, refusals):
     assert "Traceback" not in proc.stderr + proc.stdout
     message = [line for line in proc.stderr.splitlines() if line.startswith("vaebench: ")]
     assert len(message) == 1, proc.stderr  # one paragraph, on one line
+    assert [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()] == message  # and nothing else
     for word in BAD_INPUT[name][1]:
         assert word in message[0], f"{word!r} not in {message[0]!r}"
 

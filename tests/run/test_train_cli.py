@@ -124,6 +124,7 @@ def test_mnist_offline_gives_a_clear_error(tmp_path, monkeypatch):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "dataset.root" in proc.stderr and "dataset=npz" in proc.stderr and "train-images-idx3-ubyte" in proc.stderr
+    assert not (tmp_path / "nothing").exists()  # the failed download leaves no empty folders behind
 
 
 def test_eval_command_writes_eval_json(trained):

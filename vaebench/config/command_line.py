@@ -31,7 +31,11 @@ def validate_choices(args: list[str], config_dir: str) -> None:
         return  # another primary config: Hydra checks its choices
     # A user's config folder joins the search path: given as hydra.searchpath=[...], or as Hydra's --config-dir.
     search = [o for o in flags.overrides if o.startswith("hydra.searchpath=")]
-    if flags.config_dir and os.path.isdir(flags.config_dir) and not search:
+    if flags.config_dir and not os.path.isdir(flags.config_dir):
+        raise UserError(f"--config-dir {flags.config_dir}: there is no such folder here ({os.getcwd()}). --config-dir "
+                        "takes the folder that holds your own config groups (e.g. my_conf, with my_conf/prior/laplace.yaml), "
+                        "as a path from where you run vaebench or an absolute one.")
+    if flags.config_dir and not search:
         search = [f"hydra.searchpath=[file://{os.path.abspath(flags.config_dir)}]"]
     for override in overrides:  # before Hydra makes a folder for the run
         if override.key_or_group == "resume" and not override.is_sweep_override() and override.value():

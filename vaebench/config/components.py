@@ -41,6 +41,7 @@ and checked before any work starts.
 from __future__ import annotations
 
 import inspect
+import logging
 
 import torch
 from hydra.utils import get_object, instantiate
@@ -60,6 +61,9 @@ def target_of(node, where: str, entry: str):
     if not path:
         raise UserError(f"{entry} has no _target_: a {where} config entry names the class or function it builds "
                         f"(e.g. _target_: vaebench.priors.VampPrior) and its arguments.")
+    hydra_log = logging.getLogger("hydra.utils")  # it logs its own error block before raising: ours says it
+    level = hydra_log.level
+    hydra_log.setLevel(logging.CRITICAL)
     try:
         return get_object(current_target(str(path)))
     except Exception as err:
@@ -70,6 +74,8 @@ def target_of(node, where: str, entry: str):
             "dotted path, and that its module lies in the folder you run vaebench from or in an installed package."
             + hint
         ) from None
+    finally:
+        hydra_log.setLevel(level)
 
 
 def check_component(node, where: str, entry: str) -> None:

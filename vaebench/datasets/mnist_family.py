@@ -57,10 +57,16 @@ def _torchvision_arrays(name: str, root: str):
     from torchvision import datasets
 
     cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[name]
+    folder = Path(root) / cls.__name__ / "raw"
+    made = [p for p in (folder, folder.parent, Path(root)) if not p.exists()]  # what a failed download would leave
     try:
         train, test = (cls(root, train=t, download=True) for t in (True, False))
     except Exception as err:  # torchvision raises URLError, RuntimeError or OSError when offline
-        folder = Path(root) / cls.__name__ / "raw"
+        for empty in made:
+            try:
+                empty.rmdir()
+            except OSError:  # not empty (a partial download), or already gone
+                pass
         files = ", ".join(url.rsplit("/", 1)[-1] for url, _ in cls.resources)
         raise UserError(
             f"Could not load dataset={name}: its files are not under dataset.root={root!r} and "
