@@ -25,6 +25,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchutil import describe, matmul_gflops, pick_device, table, timed
 
 
+def spread(values: list[float]) -> str:
+    return f"{min(values):.3f}-{max(values):.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
@@ -63,23 +67,25 @@ def main() -> None:
     print(f"Device: {describe(device)}; N = {n:,} points, latent {d}; {args.repeats} repeats.", flush=True)
     surgery()  # warm-up
     best = {"pairwise": float("inf"), "surgery": float("inf"), "same_shape": float("inf"), "matmul": 0.0}
+    seconds = {"pairwise": [], "surgery": []}
     for _ in range(args.repeats):
-        best["pairwise"] = min(best["pairwise"], timed(lambda: aggregate_log_density(z, loc, scale), device))
-        best["surgery"] = min(best["surgery"], timed(surgery, device))
+        seconds["pairwise"].append(timed(lambda: aggregate_log_density(z, loc, scale), device))
+        seconds["surgery"].append(timed(surgery, device))
+        best["pairwise"], best["surgery"] = min(seconds["pairwise"]), min(seconds["surgery"])
         best["same_shape"] = min(best["same_shape"], timed(lambda: features @ weights, device))
         best["matmul"] = max(best["matmul"], matmul_gflops(device, seconds=0.5))
 
     pairwise_gflops = flops / best["pairwise"] / 1e9
     same_shape_gflops = 2 * n * n * (2 * d + 1) / best["same_shape"] / 1e9
     rows = [
-        ["aggregate_log_density (log q(z), N x N)", f"{best['pairwise']:.3f}", f"{n / best['pairwise']:,.0f}",
+        ["aggregate_log_density (log q(z), N x N)", f"{best['pairwise']:.3f} ({spread(seconds['pairwise'])})", f"{n / best['pairwise']:,.0f}",
          f"{flops / 1e9:.1f}", f"{pairwise_gflops:.1f}", f"{100 * pairwise_gflops / best['matmul']:.0f}%",
          f"{100 * pairwise_gflops / same_shape_gflops:.0f}%"],
-        [f"elbo_surgery: {args.draws} draws of {len(own_loc):,} points, marginals at {tc_rows:,}", f"{best['surgery']:.3f}",
+        [f"elbo_surgery: {args.draws} draws of {len(own_loc):,} points, marginals at {tc_rows:,}", f"{best['surgery']:.3f} ({spread(seconds['surgery'])})",
          f"{n / best['surgery']:,.0f}", "", "", "", ""],
     ]
     print()
-    print(table(["what", "s", "points/s", "GFLOP", "GFLOP/s", "of matmul", "of same-shape matmul"], rows))
+    print(table(["what", "s, best (min-max)", "points/s", "GFLOP", "GFLOP/s", "of matmul", "of same-shape matmul"], rows))
     print(f"\nmatmul: {best['matmul']:.1f} GFLOP/s (2048 x 2048 float32); same-shape matmul: {same_shape_gflops:.1f} "
           f"GFLOP/s ({n:,} x {2 * d + 1}) @ ({2 * d + 1} x {n:,}) in one piece, which writes all N x N results "
           "to memory. Best of the repeats.")
