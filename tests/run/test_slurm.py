@@ -70,7 +70,8 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float, what: str) -> No
 
 def release_when_held(job: str) -> bool:
     """SLURM holds a requeued job for about two minutes (its BeginTime): let it start now."""
-    state = slurm("squeue", "-h", "-j", job, "-o", "%T %r").split()
+    asked = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True)
+    state = asked.stdout.split()  # nothing once the job has ended and left the queue (squeue then fails)
     if state[:2] == ["PENDING", "BeginTime"]:
         slurm("scontrol", "update", f"JobId={job}", "StartTime=now")
         return True
