@@ -95,10 +95,11 @@ class DiagonalGaussianMixture(Distribution):
         torch.matmul(features, self._weights, out=product)
         return (result.copy_(product) if product is not result else result).view(*z.shape[:-1], -1)
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, z: torch.Tensor, on_rows=None) -> torch.Tensor:
+        """`on_rows(n)` (without autograd) hears of each block of n rows of z done: a long evaluation's progress."""
         flat = z.reshape(-1, z.shape[-1])
         if not self._needs_graph(z):
-            return self._without_graph(flat, self.component_log_prob, len(self.loc)).reshape(z.shape[:-1])
+            return self._without_graph(flat, self.component_log_prob, len(self.loc), on_rows=on_rows).reshape(z.shape[:-1])
         rows = max(1, MIXTURE_BLOCK_ELEMENTS // len(self.loc))
         if len(flat) <= rows:
             return logsumexp(self.component_log_prob(z))
@@ -129,12 +130,14 @@ class DiagonalGaussianMixture(Distribution):
             self._buffer = torch.empty(result.numel(), dtype=self.expansion_dtype, device=result.device)
         return self._buffer[: result.numel()].view(result.shape)
 
-    def marginal_log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z_j) of each coordinate under the mixture's 1-D marginals: shape (*batch, D)."""
+    def marginal_log_prob(self, z: torch.Tensor, on_rows=None) -> torch.Tensor:
+        """log p(z_j) of each coordinate under the mixture's 1-D marginals: shape (*batch, D); `on_rows` as
+        for `log_prob`."""
         flat = z.reshape(-1, z.shape[-1])
         if not self._needs_graph(z):
             per_row = len(self.loc) * flat.shape[1]
-            return self._without_graph(flat, self.component_marginal_log_prob, per_row, transpose=True).reshape(z.shape)
+            return self._without_graph(flat, self.component_marginal_log_prob, per_row, transpose=True,
+                                       on_rows=on_rows).reshape(z.shape)
         rows = max(1, MIXTURE_BLOCK_ELEMENTS // (len(self.loc) * flat.shape[1]))
         return torch.cat([logsumexp(self.component_marginal_log_prob(block)).T for block in flat.split(rows)]
                          ).reshape(z.shape)
@@ -142,13 +145,18 @@ class DiagonalGaussianMixture(Distribution):
     def _needs_graph(self, z: torch.Tensor) -> bool:
         return torch.is_grad_enabled() and (z.requires_grad or self._weights.requires_grad)
 
-    def _without_graph(self, flat: torch.Tensor, components, per_row: int, transpose: bool = False) -> torch.Tensor:
+    def _without_graph(self, flat: torch.Tensor, components, per_row: int, transpose: bool = False,
+                       on_rows=None) -> torch.Tensor:
         """`components` at blocks of rows of `flat`, each written into one buffer kept for all of them (no
         heap churn) and reduced over the components in place: an evaluation's many points, at a
         fraction of the time and memory of the general path."""
         rows = max(1, block_elements(flat.device) // per_row)
         buffer = torch.empty(min(rows, len(flat)) * per_row, device=flat.device)
-        parts = [logsumexp_(components(block, out=buffer)) for block in flat.split(rows)]
+        parts = []
+        for block in flat.split(rows):
+            parts.append(logsumexp_(components(block, out=buffer)))
+            if on_rows is not None:
+                on_rows(len(block))
         return torch.cat([part.T for part in parts] if transpose else parts) if parts else flat.new_zeros(0)
 
     def _marginal_weights(self) -> torch.Tensor:

@@ -13,34 +13,45 @@ import torch
 
 from vaebench.distributions import DiagonalGaussianMixture
 from vaebench.metrics import elbo
-from vaebench.metrics.evaluation import as_floats, chunks, fixed_randomness, split_terms
+from vaebench.metrics.evaluation import as_floats, chunks, counting, fixed_randomness, split_terms
 from vaebench.metrics.likelihood import log_likelihood_report
 from vaebench.metrics.surgery import active_units, elbo_surgery
 
 
-def prior_log_density(p_z, z: torch.Tensor, rows: int) -> torch.Tensor:
-    """log p(z) at samples z (..., D), in chunks of `rows` samples."""
+def prior_log_density(p_z, z: torch.Tensor, rows: int, on_rows=None) -> torch.Tensor:
+    """log p(z) at samples z (..., D), in chunks of `rows` samples; `on_rows(n)` hears of each chunk done."""
     flat = z.reshape(-1, z.shape[-1])
-    return torch.cat([p_z.log_prob(block) for block in chunks(flat, rows)]).view(z.shape[:-1])
+    return torch.cat([_told(p_z.log_prob(block), on_rows) for block in chunks(flat, rows)]).view(z.shape[:-1])
 
 
-def prior_marginals_of(p_z, rows: int):
+def prior_marginals_of(p_z, rows: int, progress=None):
     """z (M, D) -> log p(z_j) of shape (M, D), float32, in chunks of `rows` samples; None where the prior
     has no 1-D marginals."""
     if not elbo.has_marginals(p_z):
         return None
-    return lambda z: torch.cat([elbo.prior_marginal_log_prob(p_z, block) for block in chunks(z, rows)]).float()
+
+    def marginals(z: torch.Tensor) -> torch.Tensor:
+        on_rows = counting(progress, "dimension-wise KL: p(z_j) in each dimension", len(z))
+        return torch.cat([_told(elbo.prior_marginal_log_prob(p_z, block), on_rows) for block in chunks(z, rows)]).float()
+
+    return marginals
+
+
+def _told(block_result: torch.Tensor, on_rows) -> torch.Tensor:
+    if on_rows is not None:
+        on_rows(len(block_result))
+    return block_result
 
 
 @torch.no_grad()
 def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int = 0, surgery_samples: int = 1,
-                      on_points=None, surgery_points: int | None = None) -> dict[str, float]:
+                      on_points=None, surgery_points: int | None = None, progress=None) -> dict[str, float]:
     """Surgery (with `surgery_samples` draws per point; on a split of more than `surgery_points` points,
     of a random subset of that many, each against the exact aggregate of all), TC, dimension-wise KL
     (priors with 1-D marginals), active units and, when `iw_samples` > 0, the importance-weighted
     log-likelihood with the ELBO and posterior KL from the same samples (`log_likelihood_report`), for
     the split `x` (already binarised); every estimate with its standard error. `on_points(n)` hears of
-    the log-likelihood's progress."""
+    the log-likelihood's progress, `progress(stage, done, total)` of the other long stages'."""
     model.eval()
     with fixed_randomness(x.device):
         p_z = model.prior()
@@ -53,8 +64,9 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
         own_loc, own_scale = (loc, scale) if points is None else (loc[points], scale[points])
         z = own_loc + own_scale * torch.randn(surgery_samples, *own_loc.shape, device=loc.device)
         rows = max(batch_size, 1)
-        result = elbo_surgery(loc, scale, z, prior_log_density(p_z, z, rows).float(),
-                              prior_marginals=prior_marginals_of(p_z, rows), points=points,
+        log_p_z = prior_log_density(p_z, z, rows, counting(progress, "surgery: log p(z)", z[..., 0].numel()))
+        result = elbo_surgery(loc, scale, z, log_p_z.float(), prior_marginals=prior_marginals_of(p_z, rows, progress),
+                              points=points, progress=progress,
                               prior_components=len(p_z.loc) if isinstance(p_z, DiagonalGaussianMixture) else 0)
         result["active_units"] = active_units(loc)
     model.train()
@@ -64,11 +76,13 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
 
 
 def split_report(model, x: torch.Tensor, batch_size: int, iw_samples: int, surgery_samples: int = 1,
-                 on_points=None, surgery_points: int | None = None) -> dict[str, float]:
+                 on_points=None, surgery_points: int | None = None, progress=None) -> dict[str, float]:
     """Every ELBO term and every diagnostic of one split (already binarised), each estimate with its
     standard error. `elbo` is the analytic-KL one of the ELBO terms; when `iw_samples` > 0,
     `log_likelihood`, `elbo_iw` and `posterior_kl = log_likelihood - elbo_iw` come from the same
-    importance samples, point by point."""
-    terms = as_floats(split_terms(model, x, batch_size))
-    terms.update(split_diagnostics(model, x, batch_size, iw_samples, surgery_samples, on_points, surgery_points))
+    importance samples, point by point. `progress(stage, done, total)` hears of every long stage but
+    the log-likelihood's (`on_points`)."""
+    terms = as_floats(split_terms(model, x, batch_size, progress=progress))
+    terms.update(split_diagnostics(model, x, batch_size, iw_samples, surgery_samples, on_points, surgery_points,
+                                   progress))
     return terms

@@ -35,6 +35,23 @@ def restore_random_state(state: dict[str, torch.Tensor], device: torch.device) -
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def counting(progress, stage: str, total: int):
+    """A stage of a long evaluation, for `progress(stage, done, total)` (a progress display): tells it
+    `done = 0` now and returns `on_units(n)`, which tells it as n more of the `total` units are done;
+    None (nobody to tell) without `progress`."""
+    if progress is None:
+        return None
+    done = 0
+    progress(stage, 0, total)
+
+    def on_units(units: int) -> None:
+        nonlocal done
+        done += units
+        progress(stage, done, total)
+
+    return on_units
+
+
 def chunks(x: torch.Tensor, size: int):
     for start in range(0, len(x), size):
         yield x[start:start + size]
@@ -47,17 +64,20 @@ MIXTURE_KL_PER_DIM_POINTS = 2000
 
 
 @torch.no_grad()
-def split_terms(model, x: torch.Tensor, batch_size: int, binarize: bool = False) -> dict[str, torch.Tensor]:
+def split_terms(model, x: torch.Tensor, batch_size: int, binarize: bool = False,
+                progress=None) -> dict[str, torch.Tensor]:
     """Mean of every ELBO term over the split with its standard error (`<term>_se`), plus `kl_per_dim`
     (a vector; absent when the prior has no 1-D marginals; for a mixture prior, over the first
     MIXTURE_KL_PER_DIM_POINTS points, in whole batches) and `elbo_bits_per_dim`.
 
     `binarize` draws one fixed Bernoulli image per point (the train split of dynamically binarised
-    data); validation and test splits arrive binarised already."""
+    data); validation and test splits arrive binarised already. `progress(stage, done, total)` hears of
+    the points done (`counting`)."""
     model.eval()
     per_point: dict[str, list[torch.Tensor]] = {}
     if binarize:
         x = fixed_binarization(x)
+    on_points = counting(progress, "ELBO terms", len(x))
     with fixed_randomness(x.device):
         p_z = model.prior()
         per_dim_points = MIXTURE_KL_PER_DIM_POINTS if hasattr(p_z, "marginal_log_prob") else len(x)
@@ -71,6 +91,8 @@ def split_terms(model, x: torch.Tensor, batch_size: int, binarize: bool = False)
                 terms["kl_per_dim"] = kl_per_dim
             for name, value in terms.items():
                 per_point.setdefault(name, []).append(value.float())
+            if on_points is not None:
+                on_points(len(batch))
     model.train()
     result: dict[str, torch.Tensor] = {}
     for name, values in per_point.items():

@@ -18,6 +18,7 @@ import torch
 
 from vaebench.distributions import DiagonalGaussianMixture, DiagonalNormal, float32_rounding_nats
 from vaebench.distributions.mixture import FLOAT32_JOINT_NATS, FLOAT32_MARGINAL_NATS
+from vaebench.metrics.evaluation import counting
 
 
 def expansion_dtypes(loc: torch.Tensor, scale: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
@@ -29,22 +30,25 @@ def expansion_dtypes(loc: torch.Tensor, scale: torch.Tensor) -> tuple[torch.dtyp
 
 
 @torch.no_grad()
-def aggregate_log_density(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def aggregate_log_density(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, on_rows=None) -> torch.Tensor:
     """log q(z) for each row of z (M, D), with q = 1/N sum_n N(loc_n, diag scale_n^2): shape (M,); z are
     samples of the posteriors themselves (what the expansion's dtype is chosen for).
 
-    Each block of rows of the (M, N) pairwise log-densities is one matrix product (the mixture's)."""
+    Each block of rows of the (M, N) pairwise log-densities is one matrix product (the mixture's);
+    `on_rows(n)` hears of each block done."""
     return DiagonalGaussianMixture(torch.zeros(len(loc), device=loc.device), loc, scale,
-                                   expansion_dtypes(loc, scale)[0]).log_prob(z)
+                                   expansion_dtypes(loc, scale)[0]).log_prob(z, on_rows)
 
 
 @torch.no_grad()
-def aggregate_marginal_log_density(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def aggregate_marginal_log_density(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
+                                   on_rows=None) -> torch.Tensor:
     """log q(z_j) of each coordinate under the aggregate's 1-D marginals: shape (M, D).
 
-    Per dimension the log-densities of all pairs are one batched matrix product (the mixture's)."""
+    Per dimension the log-densities of all pairs are one batched matrix product (the mixture's);
+    `on_rows(n)` hears of each block done."""
     return DiagonalGaussianMixture(torch.zeros(len(loc), device=loc.device), loc, scale,
-                                   expansion_dtypes(loc, scale)[1]).marginal_log_prob(z)
+                                   expansion_dtypes(loc, scale)[1]).marginal_log_prob(z, on_rows)
 
 
 # What the 1-D marginals of TC and the dimension-wise KL may cost: they mix all N posteriors (and the
@@ -78,6 +82,7 @@ def elbo_surgery(
     tc_points: int = TC_POINTS,
     points: torch.Tensor | None = None,
     prior_components: int = 0,
+    progress=None,
 ) -> dict[str, float]:
     """The surgery terms, each with its Monte-Carlo standard error (`<term>_se`), from the posteriors
     q(z|x_n) = N(loc_n, scale_n^2) of a whole split (N points), samples z from the posteriors of the
@@ -90,18 +95,21 @@ def elbo_surgery(
     marginal KL into TC + dimension-wise KL; it is evaluated at the samples of TC's share only
     (`tc_sample`: a mixture prior of `prior_components` components, K = N, costs D times its joint
     density there).
-    When TC takes every sample (N <= tc_points), total_correlation + dimwise_kl = marginal_kl exactly."""
+    When TC takes every sample (N <= tc_points), total_correlation + dimwise_kl = marginal_kl exactly.
+    `progress(stage, done, total)` hears of the samples done in each long stage (`counting`)."""
     if z.dim() == 2:
         z, log_p_z = z.unsqueeze(0), log_p_z.unsqueeze(0)
     draws, count, d = z.shape
     n = len(loc)
     own = (loc, scale) if points is None else (loc[points], scale[points])
     log_q_z_given_x = DiagonalNormal(*own).log_prob(z)  # (R, S)
-    log_q_z = aggregate_log_density(z.reshape(-1, d), loc, scale).view(draws, count)
+    log_q_z = aggregate_log_density(z.reshape(-1, d), loc, scale,
+                                    counting(progress, f"surgery: q(z) of {n:,} points", draws * count)).view(draws, count)
     tc_draws, subset = tc_sample(draws, count, n + prior_components, d, tc_points)
     subset = torch.arange(count) if subset is None else subset
     z_tc = z[:tc_draws, subset.to(z.device)]
-    log_q_z_dims = aggregate_marginal_log_density(z_tc.reshape(-1, d), loc, scale).view(tc_draws, len(subset), d)
+    log_q_z_dims = aggregate_marginal_log_density(z_tc.reshape(-1, d), loc, scale, counting(
+        progress, "TC: q(z_j) in each dimension", tc_draws * len(subset))).view(tc_draws, len(subset), d)
     terms = {
         **replicate_mean_and_se("mutual_info", log_q_z_given_x - log_q_z, n),
         **replicate_mean_and_se("marginal_kl", log_q_z - log_p_z, n),

@@ -23,7 +23,7 @@ from vaebench.run.cpu_math import use_fast_cpu_math
 from vaebench.run.device import device_for
 from vaebench.run.threads import share_for
 from vaebench.views.board import Board
-from vaebench.views.console import EvaluationProgress
+from vaebench.views.console import EvaluationProgress, StagedProgress
 from vaebench.views.summary import disentanglement_lines, format_estimate
 
 USAGE = "usage: vaebench eval RUN_DIR [checkpoint=best|last] [eval.split=train|val|test] [eval.max_points=N] [eval.iw_samples=S] [trainer.device=cpu]"
@@ -90,9 +90,11 @@ def evaluate_run(argv: list[str]) -> dict:
     started = time.perf_counter()
     _show_progress_lines()
     logging.getLogger("vaebench").info(cpu_share.start())
-    with EvaluationProgress(len(x), f"{split} log p(x), {cfg.eval.iw_samples} samples per point") as progress:
+    with (EvaluationProgress(len(x), f"{split} log p(x), {cfg.eval.iw_samples} samples per point") as likelihood,
+          StagedProgress(f"{split} ") as stages):
         terms = split_report(model, x, cfg.eval.batch_size, cfg.eval.iw_samples, cfg.eval.surgery_samples,
-                             on_points=progress.update, surgery_points=cfg.eval.get("surgery_points"))
+                             on_points=likelihood.update, surgery_points=cfg.eval.get("surgery_points"),
+                             progress=stages)
     factors = disentanglement.of_model(model, data, cfg.eval.batch_size)  # every split's points, not eval.split's
     seconds = time.perf_counter() - started
 

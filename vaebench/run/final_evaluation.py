@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from vaebench.metrics.diagnostics import split_report
 from vaebench.metrics.likelihood import log_likelihood_report
 from vaebench.run import checkpoint
-from vaebench.views.console import EvaluationProgress
+from vaebench.views.console import EvaluationProgress, StagedProgress
 
 log = logging.getLogger("vaebench")
 
@@ -43,10 +43,11 @@ def final_metrics(model, data, cfg: DictConfig, run_dir: Path, device) -> dict:
         "iw_samples": int(cfg.eval.iw_samples), "surgery_points": cfg.eval.get("surgery_points")})
     record.announce(len(data.test))
     metrics = {}
-    for split in ("train", "val", "test"):
-        metrics[split] = record.part(split, lambda: split_report(
-            model, data.scored(split), cfg.eval.batch_size, iw_samples=0, surgery_samples=cfg.eval.surgery_samples,
-            surgery_points=cfg.eval.get("surgery_points")))
+    for number, split in enumerate(("train", "val", "test"), start=1):
+        with StagedProgress(f"{split} ({number}/3) ") as progress:
+            metrics[split] = record.part(split, lambda: split_report(
+                model, data.scored(split), cfg.eval.batch_size, iw_samples=0, surgery_samples=cfg.eval.surgery_samples,
+                surgery_points=cfg.eval.get("surgery_points"), progress=progress))
     if cfg.eval.iw_samples > 0:
         metrics["test"] = {**metrics["test"], **_test_log_likelihood(model, data.test, cfg, record)}
     return metrics

@@ -25,18 +25,19 @@ class RunPrefixFormatter(logging.Formatter):
 class EvaluationProgress:
     """Points done and the time left of a long evaluation: a tqdm bar on a terminal; elsewhere (a file,
     a pipe, a cluster's log) a line through the `vaebench` logger at most every `every_s` seconds.
-    Nothing shows for an evaluation shorter than `quiet_s`.
+    Nothing shows for an evaluation shorter than `quiet_s`; one that took `said_s` or more says so as
+    it ends, in a line that stays on the terminal and in the run's log.
 
     `update(0)` says the counted work begins: the clock restarts there, so that what ran before it
     (the surgery of the same split) does not count as time per point. `done` points were finished
     before (a resumed evaluation) and count neither for the rate nor for the time left."""
 
-    def __init__(self, total: int, what: str, quiet_s: float = 2.0, every_s: float = 15.0, done: int = 0):
-        import sys
+    def __init__(self, total: int, what: str, quiet_s: float = 2.0, every_s: float = 15.0, done: int = 0,
+                 unit: str = "points", said_s: float = 10.0):
         import time
 
-        self.total, self.what, self.done, self.counted = total, what, done, 0
-        self.quiet_s, self.every_s = quiet_s, every_s
+        self.total, self.what, self.done, self.counted, self.unit = total, what, done, 0, unit
+        self.quiet_s, self.every_s, self.said_s = quiet_s, every_s, said_s
         self.clock = time.perf_counter
         self.started = self.last_line = self.clock()
         self.tty = sys.stderr.isatty()
@@ -57,23 +58,71 @@ class EvaluationProgress:
             if self.bar is None:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=self.total, initial=self.done - points, desc=self.what, unit="pt",
+                self.bar = tqdm(total=self.total, initial=self.done - points, desc=self.what, unit=self.unit[:3] or "it",
                                 leave=False, dynamic_ncols=True)
             self.bar.update(points)
         elif self.clock() - self.last_line >= self.every_s or self.last_line == self.started:
             self.last_line = self.clock()
             left = elapsed / self.counted * (self.total - self.done)
-            logging.getLogger("vaebench").info(f"{self.what}: {self.done:,}/{self.total:,} points, about {left:.0f} s left")
+            logging.getLogger("vaebench").info(
+                f"{self.what}: {self.done:,}/{self.total:,}{' ' + self.unit if self.unit else ''}, about {_duration(left)} left")
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+        took = self.clock() - self.started
+        if self.done >= self.total and self.counted and took >= self.said_s:
+            logging.getLogger("vaebench").info(f"{self.what}: done in {_duration(took)}")
+            self.counted = 0
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class StagedProgress:
+    """The progress of an evaluation in stages, as `progress(stage, done, total)` hears it (metrics'
+    `counting`): an EvaluationProgress per stage, named `<prefix><stage>`, so each long stage shows its
+    own bar or lines with its own time left, and a short one nothing."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix = prefix
+        self.stage: str | None = None
+        self.current: EvaluationProgress | None = None
+        self.done = 0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage or done < self.done:
+            self.close()
+            self.stage, self.done = stage, 0
+            self.current = EvaluationProgress(total, f"{self.prefix}{stage}", unit="")
+            self.current.update(0)
+        self.current.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+        self.current, self.stage = None, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _duration(seconds: float) -> str:
+    """12 s, 4 min 10 s, 2 h 05 min: a time left as a person reads it."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 class TrainingBar:
