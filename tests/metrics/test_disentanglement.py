@@ -79,9 +79,18 @@ def test_mutual_information_is_the_entropy_for_a_copy_and_zero_for_independent_a
 
 
 def test_collapsed_dimensions_cast_no_votes():
-    codes = np.random.default_rng(2).normal(scale=0.01, size=(len(FACTORS), 4))  # variance 1e-4 < 0.05
+    codes = np.random.default_rng(2).normal(scale=0.01, size=(len(FACTORS), 4))  # standard deviation 0.01 < 0.05
     result = dis.factor_vae_score(codes, FACTORS)
     assert result["active_dims"] == 0 and result["score"] == 0.0
+
+
+def test_the_factor_vae_score_prunes_on_standard_deviation_so_scaled_identity_codes_still_score_one():
+    """Codes that are the factors themselves, scaled by 0.2 (standard deviation 0.2 or more, variance
+    0.04 or more): every dimension votes and the score is 1. A rule on variance < 0.05 dropped some."""
+    codes = 0.2 * (FACTORS - FACTORS.mean(0)) / FACTORS.std(0)
+    result = dis.factor_vae_score(codes, FACTORS)
+    assert result["active_dims"] == FACTORS.shape[1] and result["score"] == 1.0
+    assert dis.factor_vae_score(0.04 * codes, FACTORS)["active_dims"] == 0  # standard deviation 0.008
 
 
 def test_each_dimension_is_named_by_the_factor_it_holds():

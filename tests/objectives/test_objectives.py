@@ -148,7 +148,11 @@ def test_the_collapse_rule():
     assert "at most 3 of 40 latent dimensions have been in use in 2 epochs" in collapse_finding(3, 3, 40, 2)
     assert "fell from 20 to 4 of 40 by epoch 9" in collapse_finding(4, 20, 40, 9)
     assert collapse_finding(5, 20, 40, 9) is None         # 4 of 40 (10%) is the limit
-    assert collapse_finding(1, 4, 4, 2) and collapse_finding(2, 4, 4, 2) is None  # a tiny model: at most 1
+    # below 10 latents only a model using none is collapsed: 1 of 1, 1 of 2 or 1 of 9 is a healthy small code
+    assert collapse_finding(1, 1, 1, 5) is None and collapse_finding(1, 2, 2, 5) is None and collapse_finding(1, 1, 9, 5) is None
+    assert "at most 0 of 1 latent dimensions" in collapse_finding(0, 0, 1, 5)
+    assert "fell from 2 to 0 of 2" in collapse_finding(0, 2, 2, 5)
+    assert collapse_finding(1, 3, 10, 5) and collapse_finding(2, 3, 10, 5) is None  # 10 latents: at most 1
     # in use: either count; early on the KL is spread thin while the means already vary
     assert dimensions_in_use({"active_units": 21, "kl_per_dim": torch.tensor([0.0, 0.3, 2.0])}) == {
         "active_units": 21, "informative_dims": 2}
@@ -194,6 +198,13 @@ def test_each_objective_trains_from_the_cli_and_logs_every_elbo_term(objective, 
     for name in QUANTITIES[objective]:
         assert f"train/objective/{name}" in tags, name
     assert f"objective={objective}" in (run_dir / "train.log").read_text()
+
+
+def test_a_healthy_run_with_a_one_dimensional_code_raises_no_alarm(tmp_path):
+    run_cli(["train", *TINY, "model.latent_dim=1", "trainer.epochs=4"], cwd=tmp_path)
+    metrics = read_metrics(run_dirs(tmp_path)[0])
+    assert metrics["status"] == "completed" and metrics["test"]["active_units"] == 1
+    assert metrics["alarms"] == []
 
 
 def test_a_collapsed_run_raises_the_alarm_once(objective_runs):

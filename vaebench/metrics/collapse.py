@@ -25,7 +25,7 @@ import math
 log = logging.getLogger(__name__)
 
 KL_NATS = 0.05          # a dimension carrying less KL than this says next to nothing about x
-NEVER_FRACTION = 0.1    # in use: at most this fraction of the latent size (at least 1 dimension) is collapse
+NEVER_FRACTION = 0.1    # in use: at most this fraction of the latent size is collapse
 GRACE_EPOCHS = 2        # the first evaluation is too early to judge: the latents are only starting to be used
 
 
@@ -41,8 +41,9 @@ def dimensions_in_use(val_terms: dict, kl_nats: float = KL_NATS) -> dict[str, in
 
 
 def collapse_limit(latent_dim: int) -> int:
-    """The most dimensions in use that still count as collapse."""
-    return max(1, math.floor(NEVER_FRACTION * latent_dim))
+    """The most dimensions in use that still count as collapse: 4 of 40; none at all below 10 latents,
+    where a model using 1 of its 1 or 2 dimensions is healthy."""
+    return math.floor(NEVER_FRACTION * latent_dim)
 
 
 def collapse_finding(in_use: int, peak: int, latent_dim: int, epoch: int, grace_epochs: int = GRACE_EPOCHS) -> str | None:

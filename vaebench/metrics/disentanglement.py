@@ -9,8 +9,8 @@ them and a seed:
   joint histogram; per factor, the gap between the two dimensions that know most about it, divided
   by the factor's entropy H(v_k); averaged over factors. 1: each factor fully in one dimension only.
 - The FactorVAE score (Kim & Mnih 2018): each dimension is divided by its standard deviation over all
-  N points; dimensions whose variance is below `min_variance` (0.05: a collapsed dimension of a
-  unit-Gaussian prior) are left out. A vote fixes one factor (chosen uniformly) at the value of a
+  N points; dimensions whose standard deviation is below `min_std` (0.05, as in the common reference
+  implementation: a collapsed dimension of a unit-Gaussian prior) are left out. A vote fixes one factor (chosen uniformly) at the value of a
   random point, draws `batch` = 100 points sharing that value (with replacement), and names the
   dimension of least variance; the majority-vote classifier maps each dimension to the factor it
   most often votes for (800 training votes); the score is its accuracy on 800 other votes. 1: fixing
@@ -38,7 +38,7 @@ import numpy as np
 MIG_BINS = 20
 FACTOR_VAE_BATCH = 100
 FACTOR_VAE_VOTES = 800        # training votes; as many again for the evaluation
-FACTOR_VAE_MIN_VARIANCE = 0.05
+FACTOR_VAE_MIN_STD = 0.05
 DCI_TREES = 30
 DCI_TRAIN_FRACTION = 0.75
 MAX_POINTS = 10_000
@@ -101,15 +101,15 @@ def mig(codes, factors, bins: int = MIG_BINS) -> dict:
 
 
 def factor_vae_score(codes, factors, seed: int = SEED, votes: int = FACTOR_VAE_VOTES, batch: int = FACTOR_VAE_BATCH,
-                     min_variance: float = FACTOR_VAE_MIN_VARIANCE) -> dict:
+                     min_std: float = FACTOR_VAE_MIN_STD) -> dict:
     """{"score": held-out accuracy of the majority-vote classifier, "se": its binomial SE,
     "active_dims": how many dimensions took part}."""
     codes, factors = _arrays(codes, factors)
-    variance = codes.var(0)
-    active = np.flatnonzero(variance >= min_variance)
+    std = codes.std(0)
+    active = np.flatnonzero(std >= min_std)
     if not len(active):  # every dimension collapsed: no dimension can vote
         return {"score": 0.0, "se": 0.0, "active_dims": 0}
-    scaled = codes[:, active] / np.sqrt(variance[active])
+    scaled = codes[:, active] / std[active]
     rng = np.random.default_rng(seed)
     n_factors = factors.shape[1]
     members = [[np.flatnonzero(factors[:, k] == value) for value in range(factors[:, k].max() + 1)]
@@ -196,15 +196,15 @@ def metrics(codes, factors, names: tuple[str, ...], seed: int = SEED, max_points
                "dci_informativeness": forest["informativeness"], "points": int(len(codes)),
                "factor_vae_active_dims": votes["active_dims"]}
     mi = gap["mi"]
-    variance = codes.var(0)
+    std = codes.std(0)
     details = {
         "factors": list(names),
         "mig_per_factor": {name: float(g) for name, g in zip(names, gap["per_factor"])},
         # per latent dimension: the factor it holds most of (by I(z_j; v_k) / H(v_k)) and that share
         "factor_of_dim": [names[int(np.argmax(row))] for row in mi],
         "factor_share_of_dim": [float(row.max()) for row in mi],
-        # the dimensions the FactorVAE score uses: the variance of their means is at least min_variance
-        "active_dims": [int(j) for j in np.flatnonzero(variance >= FACTOR_VAE_MIN_VARIANCE)],
+        # the dimensions the FactorVAE score uses: the standard deviation of their means is at least min_std
+        "active_dims": [int(j) for j in np.flatnonzero(std >= FACTOR_VAE_MIN_STD)],
         "mi_normalised": mi.round(4).tolist(),
         "dci_importance": forest["importance"].round(4).tolist(),
     }

@@ -3,7 +3,7 @@ for TensorBoard's TEXT dashboard, the disentanglement section."""
 
 from __future__ import annotations
 
-from vaebench.metrics.disentanglement import FACTOR_VAE_MIN_VARIANCE, METRIC_NAMES
+from vaebench.metrics.disentanglement import FACTOR_VAE_MIN_STD, METRIC_NAMES
 
 
 def format_estimate(terms: dict, name: str, width: int = 20) -> str:
@@ -53,5 +53,5 @@ def disentanglement_lines(scalars: dict, details: dict) -> list[str]:
              *(f"  {name:<22}{scalars[name]:>8.3f}" for name in METRIC_NAMES[2:])]
     held = [f"z{j}: {details['factor_of_dim'][j]} ({details['factor_share_of_dim'][j]:.2f})" for j in details["active_dims"]]
     lines.append("  the factor each dimension in use holds most of (its share of the factor's entropy): "
-                 + (", ".join(held) or f"none: every dimension's mean varies by less than {FACTOR_VAE_MIN_VARIANCE}"))
+                 + (", ".join(held) or f"none: the standard deviation of every dimension's mean is below {FACTOR_VAE_MIN_STD}"))
     return lines
