@@ -156,3 +156,32 @@ def test_a_checkpoint_with_the_old_batch_mean_sums_resumes_as_per_point_sums(tmp
     assert resumed.term_names == names
     assert torch.allclose(resumed.epoch_sums, new_sums, rtol=1e-5)
     assert resumed.fit() == "completed"
+
+
+def test_early_stopping_ends_after_patience_epochs_without_a_better_val_elbo_and_stays_ended_on_resume(tmp_path):
+    trainer = tiny_trainer(tmp_path, ["trainer.epochs=40", "trainer.patience=2"])
+    scripted = iter([-10.0, -9.0, -8.0, -8.5, -8.1, -7.0, -6.0])  # best at epoch 3, then two worse epochs
+    schedule = trainer.schedule
+
+    class ScriptedSchedule:
+        due = schedule.due
+
+        def evaluate(self, *args, **kwargs):
+            return {**schedule.evaluate(*args, **kwargs), "elbo": torch.tensor(next(scripted))}
+
+    trainer.schedule = ScriptedSchedule()
+    assert trainer.fit() == "completed"
+    assert (trainer.progress.epoch, trainer.progress.best_epoch, trainer.progress.stopped_early) == (5, 3, True)
+    assert trainer.stop_reason().startswith("early stop at epoch 5: no better validation ELBO for 2 epochs")
+    resumed = tiny_trainer(tmp_path / "again", ["trainer.epochs=40", "trainer.patience=2"])
+    resumed.load_state(torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True))
+    resumed.train_step = lambda *a, **k: pytest.fail("a run that stopped early trained again on resume")
+    assert resumed.fit() == "completed" and resumed.progress.epoch == 5
+
+
+def test_a_run_that_used_its_whole_budget_says_whether_it_was_still_improving(tmp_path):
+    trainer = tiny_trainer(tmp_path, ["trainer.epochs=2"])
+    trainer.fit()
+    reason = trainer.stop_reason()
+    assert reason.startswith("reached trainer.epochs=2; ") and "trainer.patience=0" in reason
+    assert ("still improving" in reason) == (trainer.progress.best_epoch == 2)

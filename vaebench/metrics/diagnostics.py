@@ -13,7 +13,7 @@ import torch
 
 from vaebench.distributions import DiagonalGaussianMixture
 from vaebench.metrics import elbo
-from vaebench.metrics.evaluation import as_floats, chunks, counting, fixed_randomness, split_terms
+from vaebench.metrics.evaluation import PER_POINT, as_floats, chunks, counting, fixed_randomness, split_terms
 from vaebench.metrics.likelihood import log_likelihood_report
 from vaebench.metrics.surgery import active_units, elbo_surgery
 
@@ -45,7 +45,7 @@ def _told(block_result: torch.Tensor, on_rows) -> torch.Tensor:
 
 @torch.no_grad()
 def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int = 0, surgery_samples: int = 1,
-                      on_points=None, surgery_points: int | None = None, progress=None) -> dict[str, float]:
+                      on_points=None, surgery_points: int | None = None, progress=None, keep_points: bool = False) -> dict:
     """Surgery (with `surgery_samples` draws per point; on a split of more than `surgery_points` points,
     of a random subset of that many, each against the exact aggregate of all), TC, dimension-wise KL
     (priors with 1-D marginals), active units and, when `iw_samples` > 0, the importance-weighted
@@ -76,13 +76,17 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
 
 
 def split_report(model, x: torch.Tensor, batch_size: int, iw_samples: int, surgery_samples: int = 1,
-                 on_points=None, surgery_points: int | None = None, progress=None) -> dict[str, float]:
+                 on_points=None, surgery_points: int | None = None, progress=None, keep_points: bool = False) -> dict:
     """Every ELBO term and every diagnostic of one split (already binarised), each estimate with its
     standard error. `elbo` is the analytic-KL one of the ELBO terms; when `iw_samples` > 0,
     `log_likelihood`, `elbo_iw` and `posterior_kl = log_likelihood - elbo_iw` come from the same
     importance samples, point by point. `progress(stage, done, total)` hears of every long stage but
-    the log-likelihood's (`on_points`)."""
-    terms = as_floats(split_terms(model, x, batch_size, progress=progress))
+    the log-likelihood's (`on_points`). `keep_points` adds `per_point`: every ELBO term's value at each
+    point (`split_terms`)."""
+    everything = split_terms(model, x, batch_size, progress=progress, keep_points=keep_points)
+    terms = as_floats(everything)
+    if keep_points:
+        terms[PER_POINT] = everything[PER_POINT]
     terms.update(split_diagnostics(model, x, batch_size, iw_samples, surgery_samples, on_points, surgery_points,
                                    progress))
     return terms

@@ -65,14 +65,15 @@ MIXTURE_KL_PER_DIM_POINTS = 2000
 
 @torch.no_grad()
 def split_terms(model, x: torch.Tensor, batch_size: int, binarize: bool = False,
-                progress=None) -> dict[str, torch.Tensor]:
+                progress=None, keep_points: bool = False) -> dict[str, torch.Tensor]:
     """Mean of every ELBO term over the split with its standard error (`<term>_se`), plus `kl_per_dim`
     (a vector; absent when the prior has no 1-D marginals; for a mixture prior, over the first
     MIXTURE_KL_PER_DIM_POINTS points, in whole batches) and `elbo_bits_per_dim`.
 
     `binarize` draws one fixed Bernoulli image per point (the train split of dynamically binarised
     data); validation and test splits arrive binarised already. `progress(stage, done, total)` hears of
-    the points done (`counting`)."""
+    the points done (`counting`). `keep_points` adds `per_point`: each term's value at every point (on
+    the CPU), for comparisons of runs scored on the same points."""
     model.eval()
     per_point: dict[str, list[torch.Tensor]] = {}
     if binarize:
@@ -95,13 +96,20 @@ def split_terms(model, x: torch.Tensor, batch_size: int, binarize: bool = False,
                 on_points(len(batch))
     model.train()
     result: dict[str, torch.Tensor] = {}
+    kept = {}
     for name, values in per_point.items():
         values = torch.cat(values)
         result[name] = values.mean(0)
         if values.dim() == 1:
             result[f"{name}_se"] = standard_error(values)
+            kept[name] = values.cpu()
+    if keep_points:
+        result[PER_POINT] = kept
     result["elbo_bits_per_dim"] = elbo.bits_per_dim(-result["elbo"], math.prod(x.shape[1:]), data_levels(model))
     return result
+
+
+PER_POINT = "per_point"
 
 
 def standard_error(per_point: torch.Tensor) -> torch.Tensor:
@@ -125,4 +133,4 @@ def data_levels(model) -> int | None:
 
 def as_floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
     """Scalars only (vectors such as kl_per_dim go to histograms, not to metrics.json)."""
-    return {k: float(v) for k, v in terms.items() if torch.as_tensor(v).numel() == 1}
+    return {k: float(v) for k, v in terms.items() if k != PER_POINT and torch.as_tensor(v).numel() == 1}

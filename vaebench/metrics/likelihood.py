@@ -8,7 +8,8 @@ import math
 import torch
 
 from vaebench.datasets.arrays import EVAL_SEED
-from vaebench.metrics.evaluation import chunks, fixed_randomness, mean_and_se, random_state, restore_random_state
+from vaebench.metrics.evaluation import (PER_POINT, chunks, fixed_randomness, mean_and_se, random_state,
+                                         restore_random_state)
 
 
 # (sample, point) pairs per call of the log-weights on a CPU: a call's arrays (~25 MB for MNIST) stay
@@ -68,13 +69,14 @@ IMPORTANCE_SEED = EVAL_SEED + 1
 
 @torch.no_grad()
 def log_likelihood_report(model, x: torch.Tensor, batch_size: int, iw_samples: int, on_points=None,
-                          done: dict | None = None, on_block=None) -> dict[str, float]:
+                          done: dict | None = None, on_block=None, keep_points: bool = False) -> dict:
     """log p(x) from `iw_samples` importance samples per point, and the ELBO and posterior KL from the
     same samples, each with its standard error.
 
     A long estimate can stop and go on: `on_block(partial)` receives, after each block of points, the
     per-point estimates so far with the random stream's state; passed back as `done`, such a partial
-    estimate goes on from the next point and ends with the numbers of an estimate that never stopped."""
+    estimate goes on from the next point and ends with the numbers of an estimate that never stopped.
+    `keep_points` adds `per_point`: the three at every point (on the CPU)."""
     model.eval()
     with fixed_randomness(x.device, IMPORTANCE_SEED):
         p_z = model.prior()
@@ -95,5 +97,9 @@ def log_likelihood_report(model, x: torch.Tensor, batch_size: int, iw_samples: i
                                   max_rows=max(batch_size, pairs_per_call(x)), on_points=on_points, on_block=keep)
         log_px, elbo_iw = torch.cat(log_px), torch.cat(elbo_iw)
     model.train()
-    return {**mean_and_se("log_likelihood", log_px), **mean_and_se("elbo_iw", elbo_iw),
-            **mean_and_se("posterior_kl", log_px - elbo_iw)}
+    report = {**mean_and_se("log_likelihood", log_px), **mean_and_se("elbo_iw", elbo_iw),
+              **mean_and_se("posterior_kl", log_px - elbo_iw)}
+    if keep_points:
+        report[PER_POINT] = {"log_likelihood": log_px.float().cpu(), "elbo_iw": elbo_iw.float().cpu(),
+                             "posterior_kl": (log_px - elbo_iw).float().cpu()}
+    return report

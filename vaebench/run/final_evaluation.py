@@ -17,8 +17,10 @@ import torch
 from omegaconf import DictConfig
 
 from vaebench.metrics.diagnostics import split_report
+from vaebench.metrics.evaluation import PER_POINT
 from vaebench.metrics.likelihood import log_likelihood_report
 from vaebench.run import checkpoint
+from vaebench.run.per_point import save_points
 from vaebench.views.console import EvaluationProgress, StagedProgress
 
 log = logging.getLogger("vaebench")
@@ -45,11 +47,16 @@ def final_metrics(model, data, cfg: DictConfig, run_dir: Path, device) -> dict:
     metrics = {}
     for number, split in enumerate(("train", "val", "test"), start=1):
         with StagedProgress(f"{split} ({number}/3) ") as progress:
-            metrics[split] = record.part(split, lambda: split_report(
+            metrics[split] = dict(record.part(split, lambda: split_report(
                 model, data.scored(split), cfg.eval.batch_size, iw_samples=0, surgery_samples=cfg.eval.surgery_samples,
-                surgery_points=cfg.eval.get("surgery_points"), progress=progress))
+                surgery_points=cfg.eval.get("surgery_points"), progress=progress, keep_points=split == "test")))
+    per_point = metrics["test"].pop(PER_POINT, {})
     if cfg.eval.iw_samples > 0:
-        metrics["test"] = {**metrics["test"], **_test_log_likelihood(model, data.test, cfg, record)}
+        likelihood = _test_log_likelihood(model, data.test, cfg, record)
+        per_point.update(likelihood.pop(PER_POINT))
+        metrics["test"] = {**metrics["test"], **likelihood}
+    if per_point:
+        save_points(run_dir, data.scored("test"), per_point)
     return metrics
 
 
@@ -64,7 +71,7 @@ def _test_log_likelihood(model, x: torch.Tensor, cfg: DictConfig, record: "Evalu
     with EvaluationProgress(len(x), what, done=len(done["log_px"]) if done else 0) as progress:
         try:
             return log_likelihood_report(model, x, cfg.eval.batch_size, cfg.eval.iw_samples, on_points=progress.update,
-                                         done=done, on_block=record.keep_partial)
+                                         done=done, on_block=record.keep_partial, keep_points=True)
         except BaseException:  # Ctrl-C, SIGTERM: keep the points finished since the last save
             record.save()
             raise

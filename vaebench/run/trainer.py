@@ -86,7 +86,7 @@ class Trainer:
                 # The last good state until the first epoch ends: a run that diverges or is killed in
                 # epoch 1 still leaves a last.pt that loads and resumes.
                 self.save("last.pt")
-            while self.progress.epoch < t.epochs:
+            while self.progress.epoch < t.epochs and not self.progress.stopped_early:
                 started = time.perf_counter()
                 if self.epoch_order is None:
                     self.epoch_order = torch.randperm(n, generator=self.order_generator).to(self.device)
@@ -123,8 +123,22 @@ class Trainer:
                 if t.patience and self.progress.epoch - self.progress.best_epoch >= t.patience:
                     log.info(f"Early stop: no better validation ELBO for {t.patience} epochs "
                              f"(best {self.progress.best_val_elbo:.2f} at epoch {self.progress.best_epoch}).")
+                    self.progress.stopped_early = True
+                    self.save("last.pt")  # a resumed run knows its training is over
                     break
         return "completed"
+
+    def stop_reason(self) -> str:
+        """Why the training ended, in words: early stopping, or the budget with how the validation
+        ELBO stood at its end."""
+        p, t = self.progress, self.cfg.trainer
+        if p.stopped_early:
+            return (f"early stop at epoch {p.epoch}: no better validation ELBO for {t.patience} epochs "
+                    f"(trainer.patience) after the best, at epoch {p.best_epoch}")
+        since = p.epoch - p.best_epoch
+        standing = ("the validation ELBO was still improving at the last epoch" if since == 0 else
+                    f"no better validation ELBO in the last {since} epochs")
+        return f"reached trainer.epochs={t.epochs}; {standing}" + ("" if t.patience else " (trainer.patience=0: no early stop)")
 
     def _end_epoch(self, steps_per_epoch: int, n: int, seconds: float, samples: int | None = None) -> None:
         """`samples`: the points this process trained on in the epoch (fewer than n after a resume

@@ -23,6 +23,7 @@ class Progress:
     best_val_elbo: float = -math.inf
     best_epoch: int = 0
     wall_time_s: float = 0.0
+    stopped_early: bool = False    # trainer.patience ended the training before trainer.epochs
 
 
 def training_state(trainer) -> dict:
