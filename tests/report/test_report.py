@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from omegaconf import OmegaConf
 
-from vaebench.report import command, points, rate_distortion, runs, settings, table, term_plots
+from vaebench.report import bars, command, points, rate_distortion, runs, settings, table, term_plots
 from vaebench.config.saved import config_dir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -157,13 +157,14 @@ def test_seeds_are_replicates_averaged_with_their_spread():
     kls = [record(beta=1, seed=s)["val"]["kl"] for s in range(3)]
     assert series[0].mean == pytest.approx(sum(kls) / 3)
     assert series[0].error == pytest.approx(statistics.stdev(kls))
-    assert series[0].error_kind == "seeds" and len(series[0].values) == 3
+    assert series[0].error_kind == bars.SEEDS and len(series[0].values) == 3
     assert points.error_caption(series) == "bars: ±1 s.d. over replicate runs (seeds)"
 
 
-def test_a_single_run_per_point_carries_its_monte_carlo_se_or_none():
+def test_a_single_run_per_point_carries_its_standard_error_or_none():
     (with_se,) = points.aggregate(rows_of([record(beta=1), record(beta=2)]), settings.PlotAxes("beta", ()), "val_kl").values()
-    assert with_se[0].error == record()["val"]["kl_se"] and points.error_caption(with_se) == "bars: ±1 Monte-Carlo SE"
+    assert with_se[0].error == record()["val"]["kl_se"]
+    assert points.error_caption(with_se) == "bars: ±1 SE of the mean over the 500 val points (unpaired)"
     (without,) = points.aggregate(rows_of([record(beta=1, se=False)]), settings.PlotAxes("beta", ()), "val_kl").values()
     assert without[0].error is None and points.error_caption(without) == ""
 
@@ -174,7 +175,9 @@ def test_the_table_shows_what_varies_and_names_the_rest_once_above_it():
     text = table.format_table(rows, settings.varied_settings(rows))
     lines = text.splitlines()
     assert lines[0] == "shared by all 10 runs: dataset=mnist5k model=mlp K=500 (vamp) latent_dim=40 lr=0.0005 seed=0"
-    header = lines[2].split()
+    assert lines[2:4] == ["± 1 SE of the mean over the split's points (unpaired): ELBO, recon, KL, test log p(x)",
+                          "± 1 SE (Monte-Carlo) over the draws z ~ q(z|x), the split's points held fixed: I(n;z), KL(q(z)||p(z))"]
+    header = lines[4].split()
     assert header[:3] == ["run", "prior", "beta"]
     assert not {"dataset", "model", "seed", "latent_dim"} & set(header)
     assert max(len(line) for line in lines) <= 120
@@ -235,7 +238,7 @@ def test_a_k_axis_draws_a_prior_without_k_as_a_level_line(tmp_path):
     axes = axes_of(records)
     assert axes == settings.PlotAxes("prior.K", ("prior",))
     figure = drawn(term_plots.term_figure(rows_of(records), axes, "marginal_kl"))
-    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["standard (no K)", "VampPrior"]
+    assert [t.get_text() for t in legend_of(figure).get_texts()] == ["standard (no K)", "VampPrior"]
     write_sweep(tmp_path, records)
     command.report([str(tmp_path)])
     assert "rate_distortion.png" in png_names(tmp_path)
@@ -307,15 +310,21 @@ def test_no_two_labels_of_the_rate_distortion_plane_overlap(records):
     assert figure.bbox.contains(*ax.xaxis.label.get_window_extent().p0)  # nothing clipped at the edge
 
 
-def test_every_dashed_line_of_equal_elbo_is_labelled_once():
+def test_every_dashed_line_of_equal_elbo_is_labelled_once_inside_the_plot_clear_of_the_frame():
     records = beta_by_prior()
     figure = drawn(rate_distortion.rate_distortion_figure(rows_of(records), axes_of(records)))
     main = figure.axes[0]
     dashed = [line for line in main.get_lines() if line.get_linestyle() == "--"]
-    labels = [t.get_text() for ax in main.child_axes for axis in (ax.xaxis, ax.yaxis)
-              for t in axis.get_ticklabels() if t.get_text()]
-    assert len(dashed) >= 3 and len(labels) == len(dashed)
-    assert set(labels) <= {t.get_text() for t in visible_texts(figure)}  # the overlap check sees them
+    labels = [text for text in main.texts if text.get_text()]
+    assert len(dashed) >= 3 and len(labels) == len(dashed) and not main.child_axes
+    for line, label in zip(dashed, labels):  # each label sits on its own line: R + D = its level
+        x, y = label.get_position()
+        assert x + y == pytest.approx(float(label.get_text()), abs=0.51) and x + y == pytest.approx(sum(line.get_xydata()[0]))
+    frame = main.get_window_extent()
+    for label in labels:
+        box = label.get_window_extent(figure.canvas.get_renderer())
+        assert frame.x0 + 4 < box.x0 and box.x1 < frame.x1 - 4 and frame.y0 + 4 < box.y0 and box.y1 < frame.y1 - 4
+    assert set(t.get_text() for t in labels) <= {t.get_text() for t in visible_texts(figure)}  # the overlap check sees them
 
 
 def test_term_plots_tick_beta_as_typed_and_keep_log_n_from_squashing_the_data():
@@ -325,21 +334,26 @@ def test_term_plots_tick_beta_as_typed_and_keep_log_n_from_squashing_the_data():
     ax = figure.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0.5", "1", "2", "4", "8"]
     assert ax.get_title() == "Marginal KL against β"
-    assert "nats, val" in ax.get_ylabel() and "±1 Monte-Carlo SE" in ax.get_ylabel()
+    assert ax.get_ylabel() == "KL(q(z) || p(z))  [nats, val]"
     assert overlapping_texts(figure) == []
-    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    legend = [t.get_text() for t in legend_of(figure).get_texts()]
     assert legend == ["standard", "VampPrior K=500"]
 
     for row in rows:  # a posterior near collapse: I(n;z) far below log 500 = 6.2
         row["val_mutual_info"] /= 100
     collapsed = drawn(term_plots.term_figure(rows, axes, "mutual_info", bound=math.log(500)))
     assert collapsed.axes[0].get_ylim()[1] < 1
-    assert "log N = 6.21 (off scale, above)" in [t.get_text() for t in collapsed.legends[0].get_texts()]
+    assert "log N = 6.21 (off scale, above)" in [t.get_text() for t in legend_of(collapsed).get_texts()]
     for row in rows:
         row["val_mutual_info"] *= 100
     informative = drawn(term_plots.term_figure(rows, axes, "mutual_info", bound=math.log(500)))
     assert informative.axes[0].get_ylim()[1] > math.log(500)
-    assert "log N = 6.21 (upper bound)" in [t.get_text() for t in informative.legends[0].get_texts()]
+    assert "log N = 6.21 (upper bound)" in [t.get_text() for t in legend_of(informative).get_texts()]
+
+
+def legend_of(figure: Figure):
+    (legend,) = figure.legends + [ax.get_legend() for ax in figure.axes if ax.get_legend()]
+    return legend
 
 
 def test_unfinished_runs_are_counted_and_left_out(tmp_path, capsys):

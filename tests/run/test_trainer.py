@@ -13,6 +13,7 @@ from vaebench.datasets import Dataset
 from vaebench.config.components import build_model
 from vaebench.run.train import config_dir  # also registers the config's resolvers
 from vaebench.run.trainer import Stop, Trainer
+from vaebench.run.training_state import stop_reason
 
 
 def tiny_trainer(tmp_path, overrides: list[str], image_size: int = 4) -> Trainer:
@@ -172,7 +173,7 @@ def test_early_stopping_ends_after_patience_epochs_without_a_better_val_elbo_and
     trainer.schedule = ScriptedSchedule()
     assert trainer.fit() == "completed"
     assert (trainer.progress.epoch, trainer.progress.best_epoch, trainer.progress.stopped_early) == (5, 3, True)
-    assert trainer.stop_reason().startswith("early stop at epoch 5: no better validation ELBO for 2 epochs")
+    assert stop_reason(trainer.progress, 40, 2).startswith("early stop at epoch 5: no better validation ELBO for 2 epochs")
     resumed = tiny_trainer(tmp_path / "again", ["trainer.epochs=40", "trainer.patience=2"])
     resumed.load_state(torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True))
     resumed.train_step = lambda *a, **k: pytest.fail("a run that stopped early trained again on resume")
@@ -182,6 +183,6 @@ def test_early_stopping_ends_after_patience_epochs_without_a_better_val_elbo_and
 def test_a_run_that_used_its_whole_budget_says_whether_it_was_still_improving(tmp_path):
     trainer = tiny_trainer(tmp_path, ["trainer.epochs=2"])
     trainer.fit()
-    reason = trainer.stop_reason()
+    reason = stop_reason(trainer.progress, 2, 0)
     assert reason.startswith("reached trainer.epochs=2; ") and "trainer.patience=0" in reason
     assert ("still improving" in reason) == (trainer.progress.best_epoch == 2)

@@ -3,7 +3,8 @@
 
 - disentanglement_vs_<key>.png: MIG, the FactorVAE score and DCI's disentanglement, completeness and
   informativeness against the sweep's x setting (beta when it varies), beside the rate R = KL, one
-  line per series, seeds averaged with ±1 s.d. bars (the FactorVAE score of a single run: ±1 SE);
+  line per series, seeds averaged with ±1 s.d. bars (a single run's FactorVAE score: its binomial SE,
+  its rate: the SE of the mean over the validation points; a caption says which);
 - factor_traversals.png: the latent traversals of the run with the highest MIG, each row naming the
   factor its dimension holds most of and that share of the factor's entropy, read from the run's
   checkpoint and data.
@@ -15,8 +16,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from vaebench.metrics.disentanglement import FACTOR_VAE_MIN_VARIANCE
-from vaebench.report.drawing import colours, error_bars, numeric_x_axis, save_png
+from vaebench.metrics.disentanglement import FACTOR_VAE_MIN_STD
+from vaebench.report.colours import series_colours
+from vaebench.report.drawing import caption_below, error_bars, numeric_x_axis, panel_captions, save_png
 from vaebench.report.points import aggregate, error_caption
 from vaebench.report.runs import read_metrics
 from vaebench.report.settings import PlotAxes, axis_name, legend_title, plot_key_name, setting_text, short_name
@@ -57,10 +59,11 @@ def metrics_figure(rows: list[dict], axes: PlotAxes) -> Figure:
     """One panel per metric (and the rate), each against the x setting, one colour per series."""
     figure = Figure(figsize=(13, 7.5), dpi=100, layout="constrained")
     panels = figure.subplots(2, 3)
+    by_label = series_colours(rows, axes)
     labels: dict[str, str] = {}
+    captions = []
     for ax, (column, (title, ylabel)) in zip(panels.flat, PANELS.items()):
         by_series = aggregate(rows, axes, column)
-        by_label = colours(list(by_series))
         points = [p for series in by_series.values() for p in series]
         for position, (label, series) in enumerate(by_series.items()):
             series = [p for p in series if p.x is not None] if axes.x else series
@@ -80,10 +83,10 @@ def metrics_figure(rows: list[dict], axes: PlotAxes) -> Figure:
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(alpha=0.25)
-    caption = error_caption([p for column in PANELS for s in aggregate(rows, axes, column).values() for p in s])
+        captions.append((title, error_caption(points)))
     against = ("β" if axes.x == "beta" else axis_name(axes.x)) if axes.x else legend_title(axes)
-    figure.suptitle(f"Disentanglement against {against} (posterior means, every split's points)"
-                    + (f";  {caption}" if caption else ""), fontsize=11)
+    figure.suptitle(f"Disentanglement against {against}: posterior means, every split's points", fontsize=11)
+    caption_below(figure, panel_captions(captions))
     if axes.x and len(labels) > 1:
         from matplotlib.lines import Line2D
 
@@ -121,7 +124,7 @@ def best_run_traversals(run_dir: Path, row: dict) -> Figure:
         order = sorted(range(len(share)), key=lambda j: (j not in active, -float(share[j])))[:10]
         dims = torch.tensor(order)
         images = decode_top(model, traversal_codes(q_loc, q_scale, dims))
-    labels = [f"z{j}: {factors['factor_of_dim'][j]} {float(share[j]):.2f}" if j in active else f"z{j}: Var E[z|x] < {FACTOR_VAE_MIN_VARIANCE}"
+    labels = [f"z{j}: {factors['factor_of_dim'][j]} {float(share[j]):.2f}" if j in active else f"z{j}: SD E[z|x] < {FACTOR_VAE_MIN_STD}"
               for j in order]
     figure = traversal_figure(images, dims, None, row_labels=labels)
     settings = ", ".join(f"{short_name(k)}={setting_text(row.get(k))}" for k in ("beta", "objective", "seed")

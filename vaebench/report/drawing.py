@@ -1,9 +1,10 @@
-"""What every report figure shares: colours, markers, error bars, a numeric x axis, PNG files."""
+"""What every report figure shares: markers, error bars, a numeric x axis, PNG files (colours: colours.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
@@ -34,11 +35,41 @@ def numeric_x_axis(ax, values: list, key: str) -> None:
     if len(values) <= 12:
         ax.set_xticks(values, [setting_text(v) for v in values])
         ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel(axis_name(key) + (" (log scale)" if log else ""))
+    ax.set_xlabel(with_note(axis_name(key), "log scale") if log else axis_name(key))
 
 
-def colours(names: list[str]) -> dict[str, str]:
-    return {name: f"C{i % 10}" for i, name in enumerate(names)}
+def with_note(label: str, note: str) -> str:
+    """`label` with `note` in its parentheses: 'β (weight of the KL; log scale)', not '... KL) (log scale)'."""
+    return f"{label[:-1]}; {note})" if label.endswith(")") else f"{label} ({note})"
+
+
+KEY_RATIOS = (2.4, 1.0)  # plot : legend column, room for a legend entry of ~35 characters at 8 pt
+
+
+def plot_beside_key(figsize: tuple[float, float], dpi: int) -> tuple[Figure, Axes, Axes]:
+    """A figure of one plot and a column right of it for its legend (axes turned off): the plot is as
+    wide with a long legend, a short one or none, so that the plots of one report line up."""
+    figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    ax, key = figure.subplots(1, 2, width_ratios=KEY_RATIOS)
+    key.axis("off")
+    return figure, ax, key
+
+
+def caption_below(figure: Figure, caption: str) -> None:
+    """What the error bars are, under the figure's axes (nothing when it has none)."""
+    if caption:
+        figure.supxlabel(caption, fontsize=8, color="0.2")
+
+
+def panel_captions(captions: list[tuple[str, str]]) -> str:
+    """One caption for a figure of panels from each panel's (title, caption): the caption alone where
+    every panel has it, else a line per caption naming its panels; panels without bars are not named."""
+    grouped: dict[str, list[str]] = {}
+    for title, caption in captions:
+        grouped.setdefault(caption, []).append(title.replace("\n", " "))
+    if len(grouped) == 1:
+        return next(iter(grouped))
+    return "\n".join(f"{', '.join(titles)}: {caption}" for caption, titles in grouped.items() if caption)
 
 
 def save_png(figure: Figure, path: Path) -> None:

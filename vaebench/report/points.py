@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from vaebench.report.bars import SEEDS, Bar, caption, standard_error_bar
 from vaebench.report.settings import PlotAxes, series_label
 
 
@@ -15,8 +16,8 @@ class Point:
     """One term of one configuration: the mean over its replicates (seeds) and the error bar."""
     x: object             # the x setting's value; None on a plot without a numeric axis
     mean: float
-    error: float | None   # ±1 s.d. over replicates, else the run's Monte-Carlo SE, else unknown
-    error_kind: str | None  # "seeds", "SE" or None
+    error: float | None   # ±1 s.d. over replicates, else the run's SE, else unknown
+    error_kind: Bar | None  # what `error` is (bars.py)
     values: tuple[float, ...]  # the replicates themselves
 
 
@@ -38,9 +39,9 @@ def aggregate(rows: list[dict], axes: PlotAxes, column: str) -> dict[str, list[P
 def mean_point(x, replicates: list[dict], column: str) -> Point:
     values = tuple(float(row[column]) for row in replicates)
     if len(values) > 1:
-        return Point(x, statistics.fmean(values), statistics.stdev(values), "seeds", values)
+        return Point(x, statistics.fmean(values), statistics.stdev(values), SEEDS, values)
     se = replicates[0].get(f"{column}_se")
-    return Point(x, values[0], se, "SE" if se is not None else None, values)
+    return Point(x, values[0], se, standard_error_bar(column, replicates[0]) if se is not None else None, values)
 
 
 def sortable(value) -> tuple:
@@ -53,12 +54,5 @@ def sortable(value) -> tuple:
 
 
 def error_caption(points: list[Point]) -> str:
-    """What the error bars are, for the axis label; empty when there are none."""
-    kinds = {p.error_kind for p in points if p.error is not None}
-    if kinds == {"seeds"}:
-        return "bars: ±1 s.d. over replicate runs (seeds)"
-    if kinds == {"SE"}:
-        return "bars: ±1 Monte-Carlo SE"
-    if kinds:
-        return "bars: ±1 s.d. over replicates, or ±1 SE for a single run"
-    return ""
+    """What the error bars are, for a caption or an axis label; empty when there are none."""
+    return caption({p.error_kind for p in points if p.error is not None})

@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from vaebench.report.drawing import GREY
+from vaebench.report.colours import DERIVED, KNOWN_COLOURS, derived_index
+from vaebench.report.drawing import GREY, caption_below, panel_captions
 from vaebench.report.points import Point, error_caption, mean_point, sortable
 from vaebench.report.table import measured_text
 
@@ -40,8 +41,10 @@ class Place:
 STANDARD, MOG = "standard N(0, I)", "MoG (learned)"
 # The fixed line runs from K training points to all N of them, where the prior is the aggregate posterior.
 LEARNED, FIXED = "VampPrior, learned pseudo-inputs", "training points as fixed pseudo-inputs\n(all N: the aggregate posterior)"
-FAMILY_STYLE = {STANDARD: ("C0", "s"), MOG: ("C1", "D"), LEARNED: ("C2", "o"), FIXED: ("C3", "^")}
-OTHER_STYLE = ("C4", "v")
+PRIOR_COLOURS = KNOWN_COLOURS["prior"]  # each line in its prior's colour, as in every other figure
+FAMILY_STYLE = {STANDARD: (PRIOR_COLOURS["standard"], "s"), MOG: (PRIOR_COLOURS["mog"], "D"),
+                LEARNED: (PRIOR_COLOURS["vamp"], "o"), FIXED: (PRIOR_COLOURS["aggregate"], "^")}
+OTHER_STYLE = (DERIVED[derived_index("VampPrior, fixed random pseudo-inputs")], "v")
 
 # (title, [(column, split)]): what each panel shows; two splits share a panel, train dashed.
 PANELS = (
@@ -128,8 +131,9 @@ def figure(rows: list[dict]) -> Figure:
     grid = fig.subplots(2, 4)
     places = sorted({row["place"] for row in rows}, key=lambda p: p.x)
     families = list(points(rows, "test_elbo") or points(rows, "train_elbo"))
-    used_splits, captions = set(), set()
+    used_splits, captions = set(), []
     for ax, (title, columns) in zip(grid.flat, PANELS):
+        drawn = []
         for column, split in columns:
             for family, series in points(rows, column).items():
                 colour, marker = FAMILY_STYLE.get(family, OTHER_STYLE)
@@ -138,7 +142,7 @@ def figure(rows: list[dict]) -> Figure:
                             yerr=[p.error or 0.0 for p in series] if any(p.error for p in series) else None,
                             color=colour, marker=marker, ms=6, capsize=3, lw=1.4, ls="--" if dashed else "-",
                             mfc="white" if dashed else colour)
-                captions.add(error_caption(series))
+                drawn += series
                 used_splits.add(split if len(columns) > 1 else None)
         if "mutual_info" in columns[0][0]:
             _mutual_info_bound(ax, rows, title)
@@ -146,6 +150,7 @@ def figure(rows: list[dict]) -> Figure:
             ax.axhline(0.0, lw=0.8, color=GREY)
         if "active" in title:
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        captions.append((title, error_caption(drawn)))
         if not ax.get_title():
             ax.set_title(title, fontsize=10)
         ax.set_ylabel("nats per point" if "active" not in title else "dimensions", fontsize=8)
@@ -158,9 +163,8 @@ def figure(rows: list[dict]) -> Figure:
     if {"train", "test"} <= used_splits:
         handles += [Line2D([], [], color=GREY, ls="--", marker="o", mfc="white", label="training split"),
                     Line2D([], [], color=GREY, ls="-", marker="o", label="test split")]
-    caption = "; ".join(sorted(c for c in captions if c))
-    legend.legend(handles=handles, loc="center", fontsize=9, title="prior" + (f"\n({caption})" if caption else ""),
-                  title_fontsize=9, frameon=False)
+    legend.legend(handles=handles, loc="center", fontsize=9, title="prior", title_fontsize=9, frameon=False)
+    caption_below(fig, panel_captions(captions))
     fig.suptitle("The empirical-Bayes axis: priors from N(0, I) to the aggregate posterior (K = N); "
                  "right = more of the data in the prior", fontsize=11)
     return fig
@@ -175,7 +179,7 @@ def _mutual_info_bound(ax, rows: list[dict], title: str) -> None:
     top = max(row.get(c) or 0.0 for row in rows for c in ("train_mutual_info", "test_mutual_info"))
     if bound <= 2 * max(top, 0.0):
         ax.axhline(bound, ls=":", lw=1, color=GREY)
-        ax.annotate(f"log N = {bound:.1f}", (0.01, bound), xycoords=("axes fraction", "data"), va="bottom",
+        ax.annotate(f"log N = {bound:.1f}", (0.03, bound), xycoords=("axes fraction", "data"), va="bottom",
                     fontsize=7, color=GREY)
     else:
         ax.set_title(f"{title}\n(at most log N = {bound:.1f}, off scale)", fontsize=10)

@@ -9,7 +9,8 @@ import math
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from vaebench.report.drawing import GREY, MARKERS, colours
+from vaebench.report.colours import series_colours
+from vaebench.report.drawing import GREY, MARKERS, caption_below
 from vaebench.report.points import Point, aggregate, error_caption, sortable
 from vaebench.report.settings import PlotAxes, legend_title, setting_text, short_name
 
@@ -17,7 +18,7 @@ from vaebench.report.settings import PlotAxes, legend_title, setting_text, short
 def rate_distortion_figure(rows: list[dict], axes: PlotAxes) -> Figure:
     """One marker per configuration at (rate, distortion): colour for the series, shape for the x
     setting, a thin line through each series in x order; over dashed lines of equal ELBO
-    (R + D = -ELBO), each labelled with its -ELBO where it leaves the plot (top or right edge)."""
+    (R + D = -ELBO), each labelled inside the plot with its -ELBO near where it leaves (top or right edge)."""
     rates = aggregate(rows, axes, "val_kl")
     distortions = {label: [_negated(p) for p in series]
                    for label, series in aggregate(rows, axes, "val_reconstruction").items()}
@@ -25,7 +26,8 @@ def rate_distortion_figure(rows: list[dict], axes: PlotAxes) -> Figure:
     ax = figure.add_subplot()
     x_values = sorted({p.x for series in rates.values() for p in series}, key=sortable)
     markers = {x: MARKERS[i % len(MARKERS)] for i, x in enumerate(x_values)}
-    by_label = colours(list(rates))
+    colour_of = series_colours(rows, axes)
+    by_label = {label: colour_of[label] for label in rates}
     for label, colour in by_label.items():
         rate, distortion = rates[label], distortions[label]
         if len(rate) > 1:
@@ -42,8 +44,8 @@ def rate_distortion_figure(rows: list[dict], axes: PlotAxes) -> Figure:
     _iso_elbo_lines(ax, x_limits, y_limits, step)
     ax.set_xlim(*x_limits)
     ax.set_ylim(*y_limits)
-    caption = error_caption([p for pair in points for p in pair])
-    ax.set_xlabel("rate R = KL(q(z|x) || p(z))  [nats, val]" + (f";  {caption}" if caption else ""))
+    ax.set_xlabel("rate R = KL(q(z|x) || p(z))  [nats, val]")
+    caption_below(figure, error_caption([p for pair in points for p in pair]))
     ax.set_ylabel("distortion D = −E_q[log p(x|z)]  [nats, val]")
     ax.set_title("Rate and distortion of each configuration (validation split)")
     figure.legend(handles=_rate_distortion_legend(by_label, markers, axes), loc="outside right upper",
@@ -61,8 +63,12 @@ def _rate_distortion_legend(colours: dict[str, str], markers: dict, axes: PlotAx
         symbol = "β" if axes.x == "beta" else short_name(axes.x)
         handles += [Line2D([], [], color=GREY, marker=marker, ls="none", label=f"{symbol} = {setting_text(x)}" if x is not None else f"no {symbol}")
                     for x, marker in markers.items()]
-    handles.append(Line2D([], [], ls="--", lw=0.8, color=GREY, label="equal ELBO"))
+    handles.append(Line2D([], [], ls="--", lw=0.8, color=GREY, label="equal ELBO, labelled\nwith −ELBO = R + D [nats]"))
     return handles
+
+
+INSET = 0.045  # where the dashed lines are labelled: this far in from the frame (a fraction of the plot),
+#               between the frame and the outermost bars (_padded leaves them 1/12 of the plot away)
 
 
 def _reach_the_best_run(x_limits: tuple[float, float], y_limits: tuple[float, float],
@@ -80,32 +86,28 @@ def _reach_the_best_run(x_limits: tuple[float, float], y_limits: tuple[float, fl
 
 
 def _iso_elbo_lines(ax, x_limits: tuple[float, float], y_limits: tuple[float, float], step: float) -> None:
-    """Dashed lines R + D = L at round values of L, each labelled once, with L, where it leaves the
-    plot: on the top edge as a tick of a second x axis, or on the right edge as one of a second y
-    axis. Ticks there cannot overprint the points, and the spacing chosen keeps them apart."""
+    """Dashed lines R + D = L at round values of L, each labelled once with L inside the plot, on the
+    line, a little in from where it leaves through the top edge (or else the right one), clear of the
+    frame; a line that leaves only through the top-right corner, where its label would meet the
+    others, is left out."""
     (x0, x1), (y0, y1) = x_limits, y_limits
+    width, height = x1 - x0, y1 - y0
     levels, step = iso_elbo_levels(x_limits, y_limits, step=step)
-    top, right = [], []
-    for level in levels:
-        ax.plot([x0, x1], [level - x0, level - x1], ls="--", lw=0.8, color="0.7", zorder=1)
-        x_top, y_right = level - y1, level - x1
-        # near the top-right corner a top label would meet the right edge's labels: label it there
-        if x0 <= x_top <= x1 - 0.1 * (x1 - x0) or not y0 <= y_right <= y1:
-            top.append((x_top, level))
-        else:
-            right.append((y_right, level))
     decimals = max(0, -math.floor(math.log10(step)))
-    top_axis, right_axis = ax.secondary_xaxis("top"), ax.secondary_yaxis("right")
-    for axis, labelled in ((top_axis, top), (right_axis, right)):
-        axis.set_ticks([at for at, _ in labelled], labels=[f"{level:.{decimals}f}" for _, level in labelled])
-        axis.minorticks_off()
-        axis.tick_params(labelsize=7, labelcolor=GREY, color="0.7")
-    # say once what the numbers on the second axes are, on the edge that carries labels
-    caption = "−ELBO = R + D of the dashed line  [nats]"
-    if top:
-        top_axis.set_xlabel(caption, fontsize=7, color=GREY)
-    elif right:
-        right_axis.set_ylabel(caption, fontsize=7, color=GREY)
+    for level in levels:
+        # in axes fractions the line is width * u + height * v = level - x0 - y0
+        u_top = (level - x0 - y1 + INSET * height) / width
+        v_right = (level - y0 - x1 + INSET * width) / height
+        if INSET <= u_top <= 1 - 3 * INSET:
+            u, v = u_top, 1 - INSET
+        elif INSET <= v_right <= 1 - 3 * INSET:
+            u, v = 1 - INSET, v_right
+        else:
+            continue
+        ax.plot([x0, x1], [level - x0, level - x1], ls="--", lw=0.8, color="0.7", zorder=1)
+        ax.text(x0 + u * width, y0 + v * height, f"{level:.{decimals}f}", rotation=-45, transform_rotates_text=True,
+                rotation_mode="anchor", ha="center", va="center", fontsize=7, color=GREY, zorder=2,
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
 
 
 def iso_elbo_levels(x_limits: tuple[float, float], y_limits: tuple[float, float], most: int = 7,

@@ -28,7 +28,7 @@ def collect_runs(sweep_dir: Path) -> tuple[list[Run], Counter]:
     folders = {p.parent for p in sweep_dir.rglob("metrics.json")}
     folders |= {p.parent.parent for p in sweep_dir.rglob(".hydra/config.yaml")}
     runs, unfinished = [], Counter()
-    for folder in sorted(folders, key=_natural_key):
+    for folder in sorted(folders, key=natural_key):
         metrics = read_metrics(folder / "metrics.json")
         status = metrics.get("status", "unreadable") if metrics is not None else "starting"
         if status == "completed":
@@ -47,7 +47,7 @@ def read_metrics(path: Path) -> dict | None:
         return {"status": "unreadable"}
 
 
-def _natural_key(path: Path) -> list:
+def natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part for part in path.parts]
 
 

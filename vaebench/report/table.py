@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from vaebench.report.bars import SE_WORDS, standard_error_bar
 from vaebench.report.runs import BLOCKS
 from vaebench.report.settings import (BOOKKEEPING, HEADLINE_SETTINGS, is_group, is_numeric, row_value, setting_keys,
                                       setting_text, short_name)
@@ -44,9 +45,6 @@ COUNT_COLUMNS = {"val_active_units"}
 
 
 TABLE_NOTE = "nats per data point on the validation split, log p(x) on the test split"
-
-
-SE_NOTE = "; ± 1 Monte-Carlo SE"
 
 
 def measured_text(value, se=None) -> str:
@@ -119,10 +117,14 @@ def format_table(rows: list[dict], varied: list[str]) -> str:
 
 
 def table_note(rows: list[dict]) -> str:
-    """The units and splits, and what a ± means where some cell has one."""
-    has_se = any(row.get(f"{column}_se") is not None for row in rows for column in METRIC_COLUMNS)
+    """The units and splits, then a line for each kind of ± the columns have (bars.py)."""
+    by_source: dict[str, list[str]] = {}
+    for column in METRIC_COLUMNS:
+        if any(row.get(f"{column}_se") is not None for row in rows):
+            by_source.setdefault(standard_error_bar(column, rows[0]).source, []).append(METRIC_HEADERS[column])
     factors = any(row.get("disentanglement_mig") is not None for row in rows)
-    return TABLE_NOTE + (", disentanglement on every split's points" if factors else "") + (SE_NOTE if has_se else "")
+    return "\n".join([TABLE_NOTE + (", disentanglement on every split's points" if factors else ""),
+                      *(f"± 1 SE {SE_WORDS[source]}: {', '.join(headers)}" for source, headers in by_source.items())])
 
 
 def csv_columns(rows: list[dict]) -> list[str]:
@@ -155,7 +157,7 @@ def write_markdown(rows: list[dict], varied: list[str], plots: list[str], notes:
     cells = table_cells(rows, varied)
     shared = shared_line(rows, varied)
     lines = [f"# Sweep report: {path.parent.resolve().name}", "",
-             f"{len(rows)} finished runs, best validation ELBO first; {table_note(rows)}.", ""]
+             f"{len(rows)} finished runs, best validation ELBO first; {table_note(rows).replace(chr(10), '; ')}.", ""]
     if shared:
         lines += [f"Shared by all runs: `{shared}`", ""]
     lines += ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]

@@ -6,7 +6,8 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from vaebench.report.drawing import GREY, colours, error_bars, numeric_x_axis
+from vaebench.report.colours import series_colours
+from vaebench.report.drawing import GREY, caption_below, error_bars, numeric_x_axis, plot_beside_key
 from vaebench.report.points import aggregate, error_caption
 from vaebench.report.settings import PlotAxes, axis_name, legend_title, short_name
 
@@ -23,10 +24,10 @@ def term_figure(rows: list[dict], axes: PlotAxes, term: str, bound: float | None
     title, symbol = TERM_PLOTS[term]
     by_series = aggregate(rows, axes, f"val_{term}")
     points = [p for series in by_series.values() for p in series]
-    figure = Figure(figsize=(7.5, 4.5), dpi=110, layout="constrained")
-    ax = figure.add_subplot()
-    for position, (label, colour) in enumerate(colours(list(by_series)).items()):
-        series = by_series[label]
+    figure, ax, key = plot_beside_key((8, 4.5), 110)
+    colour_of = series_colours(rows, axes)
+    for position, (label, series) in enumerate(by_series.items()):
+        colour = colour_of[label]
         if axes.x and all(p.x is None for p in series):  # e.g. the standard prior on a K axis: it has no K
             ax.axhline(series[0].mean, color=colour, ls=":", lw=1.5, label=f"{label} (no {short_name(axes.x)})")
             continue
@@ -44,14 +45,14 @@ def term_figure(rows: list[dict], axes: PlotAxes, term: str, bound: float | None
         ax.set_xticks(range(len(by_series)), list(by_series), rotation=20 if len(by_series) > 4 else 0)
         ax.set_xlim(-0.5, len(by_series) - 0.5)
         ax.set_title(f"{title} by {legend_title(axes)}")
-    caption = error_caption(points)
-    ax.set_ylabel(f"{symbol}  [nats, val]" + (f"\n{caption}" if caption else ""))
+    ax.set_ylabel(f"{symbol}  [nats, val]")
+    caption_below(figure, error_caption(points))
     handles = ax.get_legend_handles_labels()[0] if axes.x else []  # a categorical axis names them itself
     if bound is not None:
         handles.append(_draw_bound(ax, bound, max(p.mean + (p.error or 0.0) for p in points)))
     if handles:
-        figure.legend(handles=handles, loc="outside right upper", title=legend_title(axes) if len(handles) > 1 else None,
-                      fontsize=8, title_fontsize=8)
+        key.legend(handles=handles, loc="upper left", borderaxespad=0, title=legend_title(axes) if len(handles) > 1 else None,
+                   fontsize=8, title_fontsize=8, alignment="left")
     ax.grid(alpha=0.25)
     return figure
 

@@ -23,7 +23,7 @@ from vaebench.run.cpu_math import use_fast_cpu_math
 from vaebench.run.step_sums import StepSums
 from vaebench.run.stops import SignalCatcher, Stop, diverged, interrupted
 from vaebench.run.step import TrainingStep
-from vaebench.run.training_state import Progress, restore_training_state, training_state
+from vaebench.run.training_state import stop_reason, Progress, restore_training_state, training_state
 from vaebench.run.validation import EvaluationSchedule, epoch_means
 from vaebench.views.console import TrainingBar
 
@@ -121,24 +121,11 @@ class Trainer:
                 if signals.received:  # it arrived during the evaluation; _end_epoch has just saved last.pt
                     raise self._interrupted(signals)
                 if t.patience and self.progress.epoch - self.progress.best_epoch >= t.patience:
-                    log.info(f"Early stop: no better validation ELBO for {t.patience} epochs "
-                             f"(best {self.progress.best_val_elbo:.2f} at epoch {self.progress.best_epoch}).")
-                    self.progress.stopped_early = True
-                    self.save("last.pt")  # a resumed run knows its training is over
+                    self.progress.stopped_early = True  # in last.pt: a resumed run knows its training is over
+                    self.save("last.pt")
+                    log.info(f"Training ends: {stop_reason(self.progress, t.epochs, t.patience)}.")
                     break
         return "completed"
-
-    def stop_reason(self) -> str:
-        """Why the training ended, in words: early stopping, or the budget with how the validation
-        ELBO stood at its end."""
-        p, t = self.progress, self.cfg.trainer
-        if p.stopped_early:
-            return (f"early stop at epoch {p.epoch}: no better validation ELBO for {t.patience} epochs "
-                    f"(trainer.patience) after the best, at epoch {p.best_epoch}")
-        since = p.epoch - p.best_epoch
-        standing = ("the validation ELBO was still improving at the last epoch" if since == 0 else
-                    f"no better validation ELBO in the last {since} epochs")
-        return f"reached trainer.epochs={t.epochs}; {standing}" + ("" if t.patience else " (trainer.patience=0: no early stop)")
 
     def _end_epoch(self, steps_per_epoch: int, n: int, seconds: float, samples: int | None = None) -> None:
         """`samples`: the points this process trained on in the epoch (fewer than n after a resume

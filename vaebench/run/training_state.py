@@ -26,6 +26,18 @@ class Progress:
     stopped_early: bool = False    # trainer.patience ended the training before trainer.epochs
 
 
+def stop_reason(progress: Progress, epochs: int, patience: int) -> str:
+    """Why the training ended, in words: early stopping, or the budget with how the validation ELBO
+    stood at its end."""
+    if progress.stopped_early:
+        return (f"early stop at epoch {progress.epoch}: no better validation ELBO for {patience} epochs "
+                f"(trainer.patience) after the best, at epoch {progress.best_epoch}")
+    since = progress.epoch - progress.best_epoch
+    standing = ("the validation ELBO was still improving at the last epoch" if since == 0 else
+                f"no better validation ELBO in the last {since} epochs")
+    return f"reached trainer.epochs={epochs}; {standing}" + ("" if patience else " (trainer.patience=0: no early stop)")
+
+
 def training_state(trainer) -> dict:
     """Everything an exact resume needs: weights, optimiser, progress, the epoch's order and sums so far,
     every random stream, and the config."""
