@@ -9,7 +9,9 @@ console table, report.csv and report.md, and the figures that compare the runs' 
   empirical-Bayes axis: every term that tells them apart against it;
 - disentanglement_vs_<key>.png and factor_traversals.png (disentanglement.py) on data with known factors.
 
-The report reads what differs between the runs from their configs (settings.py). A sweep still
+Below the table, each configuration's paired differences from the sweep's first on the test points
+they share, with paired SEs (paired.py). The report reads what differs between the runs from their
+configs (settings.py). A sweep still
 running works: runs that have not completed are counted and left out.
 """
 
@@ -22,6 +24,7 @@ from vaebench.errors import UserError
 from vaebench.report import prior_axis
 from vaebench.report.disentanglement import disentanglement_plots
 from vaebench.report.drawing import save_png
+from vaebench.report.paired import console_lines, markdown_lines, paired_differences
 from vaebench.report.rate_distortion import rate_distortion_figure
 from vaebench.report.runs import collect_runs, skipped_note, table_row
 from vaebench.report.settings import by_val_elbo, choose_axes, plot_key_name, varied_settings
@@ -51,15 +54,20 @@ def report(argv: list[str]) -> None:
     print(format_table(rows, varied))
     if skipped:
         print(skipped)
+    differences, pairing_notes = paired_differences(rows, varied, sweep_dir)
+    if differences:
+        print("\n" + "\n".join(console_lines(differences)))
     write_csv(rows, sweep_dir / "report.csv")
     plots, notes = write_plots(rows, varied, sweep_dir)
+    notes = pairing_notes + notes
     axis = write_prior_axis(rows, varied, sweep_dir)
     if axis:
         print("\n".join(axis))
         plots.append("prior_axis.png")
     for note in notes:
         print(note)
-    write_markdown(rows, varied, plots, [skipped, *notes] if skipped else notes, sweep_dir / "report.md", axis)
+    write_markdown(rows, varied, plots, [skipped, *notes] if skipped else notes, sweep_dir / "report.md",
+                   [*axis, *markdown_lines(differences), *([""] if differences else [])])
     print(f"Wrote {', '.join(['report.csv', 'report.md', *plots])} in {sweep_dir}")
 
 
