@@ -40,10 +40,10 @@ def test_training_on_sprites_reports_every_disentanglement_metric(trained):
     assert "Disentanglement (posterior means of 648 points" in (run_dir / "train.log").read_text()
     # the cache lies where dataset.root says, nothing of it in the run folder
     assert list((run_dir.parents[2] / "cache").glob("sprites_32px_*.npz"))
-    assert not list(run_dir.rglob("*.npz"))
-    final = EventAccumulator(str(board_dir(run_dir) / "final"))
-    final.Reload()
-    assert {f"disentanglement/{name}" for name in METRIC_NAMES} <= set(final.Tags()["scalars"])
+    assert [path.name for path in run_dir.rglob("*.npz")] == ["test_points.npz"]
+    board = EventAccumulator(str(board_dir(run_dir)))  # the run's own TensorBoard run, beside its curves
+    board.Reload()
+    assert {f"verdict/final/disentanglement/{name}" for name in METRIC_NAMES} <= set(board.Tags()["scalars"])
 
 
 def test_vaebench_eval_writes_the_same_metrics(trained):
@@ -55,6 +55,10 @@ def test_vaebench_eval_writes_the_same_metrics(trained):
     # the same checkpoint, the same points and the same seeds: the same numbers
     assert result["disentanglement"] == pytest.approx(trained_scores)
     assert "dci_disentanglement" in proc.stdout
+    board = EventAccumulator(str(board_dir(run_dir)))
+    board.Reload()
+    assert board.Scalars("verdict/eval_best/disentanglement/mig")[-1].value == pytest.approx(
+        result["disentanglement"]["mig"], abs=1e-5)
 
 
 def test_a_missing_dsprites_file_is_refused_in_one_paragraph(tmp_path):

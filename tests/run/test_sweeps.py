@@ -21,8 +21,9 @@ from vaebench.run.device import gpu_for_job
 FAST = [o for o in TINY if not o.startswith("trainer.epochs=")] + [
     "trainer.epochs=1", "trainer.batch_size=500", "prior.K=5"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# The key settings, then those the command line set (FAST's sizes); not where or how long a run runs.
-HPARAMS = {"prior", "K", "beta", "objective", "hidden_dim", "latent_dim", "batch_size"}
+# The key settings, then every other one the command line set: FAST's sizes, epochs, device and evaluation.
+HPARAMS = {"prior", "K", "beta", "objective", "hidden_dim", "latent_dim", "batch_size", "epochs", "device",
+           "eval.iw_samples"}
 
 
 def sweep_dir(root: Path) -> Path:
@@ -51,10 +52,10 @@ def shown_hparams(accumulator: EventAccumulator) -> list[str]:
 
 
 def experiment_metrics(accumulator: EventAccumulator) -> list[str]:
-    """The HParams metrics, as `run/tag` relative to the run."""
+    """The HParams metrics, as `sub-run/tag` relative to the run, `tag` for the run itself."""
     content = accumulator.PluginTagToContent("hparams")["_hparams_/experiment"]
     infos = plugin_data_pb2.HParamsPluginData.FromString(content).experiment.metric_infos
-    return [f"{m.name.group}/{m.name.tag}" for m in infos]
+    return ["/".join(filter(None, (m.name.group, m.name.tag))) for m in infos]
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +94,15 @@ def test_grid_sweep_runs_in_numbered_folders_with_named_boards_and_hparams(grid)
         assert shown_hparams(accumulator)[:2] == ["beta", "prior"]  # the sweep's axes, though not first by name
         assert hparams["prior"] == config["choices"]["prior"] and hparams["beta"] == config["beta"]
         assert hparams["K"] == ("-" if config["choices"]["prior"] == "standard" else "5")
-        assert experiment_metrics(accumulator)[:2] == ["final/test/log_likelihood", "final/val/elbo"]
-        assert not [tag for tag in accumulator.Tags()["scalars"] if not tag.startswith(("train/", "val/"))]
+        assert experiment_metrics(accumulator)[:2] == ["verdict/final/test/log_likelihood", "verdict/final/val/elbo"]
+        assert not [tag for tag in accumulator.Tags()["scalars"] if not tag.startswith(("train/", "val/", "verdict/"))]
         assert "val/mutual_info_max" not in accumulator.Tags()["scalars"]  # log N is no curve
-        final = EventAccumulator(str(events.parent / "final"))
-        final.Reload()
-        assert final.Scalars("val/elbo")[0].value == pytest.approx(metrics["val"]["elbo"], abs=1e-4)
-        assert final.Scalars("test/log_likelihood")[0].value == pytest.approx(metrics["test"]["log_likelihood"], abs=1e-4)
+        # the final values in the run's own folder, so in its own colour: one TensorBoard run per run
+        assert {p.parent for p in run.rglob("events.out.tfevents.*")} == {events.parent}
+        final = accumulator.Scalars("verdict/final/val/elbo")
+        assert [p.value for p in final] == [pytest.approx(metrics["val"]["elbo"], abs=1e-4)]
+        assert accumulator.Scalars("verdict/final/test/log_likelihood")[0].value == pytest.approx(
+            metrics["test"]["log_likelihood"], abs=1e-4)
         assert "| log_likelihood |" in accumulator.Tensors("summary/text_summary")[0].tensor_proto.string_val[0].decode()
         if config["choices"]["prior"] == "standard":  # the grid's prior.K is not the standard prior's
             assert "prior.K" not in events.parent.name
@@ -141,7 +144,7 @@ def test_report_writes_a_sorted_table_and_png_plots(grid):
     for setting in ("objective=elbo", "dataset=mnist5k", "model=mlp", "K=5 (vamp) latent_dim=4"):
         assert setting in shared
     assert re.search(r"^run +prior +beta +ELBO", proc.stdout, re.M)
-    assert (folder / "report.md").read_text().count("\n| ") == 5
+    assert (folder / "report.md").read_text().split("## Paired")[0].count("\n| ") == 5
     plots = sorted(folder.glob("*.png"))
     assert [p.name for p in plots] == ["marginal_kl_vs_beta.png", "mutual_info_vs_beta.png", "rate_distortion.png"]
     for plot in plots:
@@ -210,3 +213,18 @@ def test_parallel_jobs_take_the_gpus_in_turn():
 def test_the_sweep_objective_is_the_validation_elbo():
     assert sweep_objective({"status": "completed", "val": {"elbo": -90.5}}) == -90.5
     assert sweep_objective({"status": "diverged"}) == -math.inf
+
+
+def test_report_compares_each_configuration_with_the_first_by_paired_differences(grid):
+    """Every run of the grid scored the same test points (one seed): three configurations against the
+    sweep's first, each term as a paired difference with its SE, in the console and report.md."""
+    folder, _ = grid
+    proc = run_cli(["report", str(folder)], folder)
+    lines = proc.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Test-point differences from standard, beta=1"))
+    compared = [line for line in lines[start + 2:start + 5]]
+    assert len(compared) == 3 and all("paired, 500 points" in line for line in compared)
+    assert all(re.search(r"[+-]\d+\.\d\d ± \d+\.\d\d", line) for line in compared)
+    markdown = (folder / "report.md").read_text()
+    assert "## Paired differences from standard, beta=1" in markdown
+    assert markdown.count("paired, 500 points |") == 3 * 4  # log p(x), ELBO, reconstruction, KL

@@ -13,6 +13,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import TINY, board_dir, read_metrics, run_cli, run_dirs
+from tests.run.test_hparams import hparam_values
+from tests.views.test_board import tag_groups
 
 TERMS = ("elbo", "reconstruction", "kl", "loss", "log_joint", "entropy", "elbo_bits_per_dim")
 SURGERY = ("mutual_info", "marginal_kl", "total_correlation", "dimwise_kl", "active_units")
@@ -43,6 +45,25 @@ def test_a_run_logs_every_term_for_train_and_val(trained):
         assert tag in tags["scalars"], tag
     assert {"visuals/reconstructions", "visuals/prior_samples"} <= set(tags["images"])
     assert f"tensorboard --logdir {run_dir}" in proc.stdout
+
+
+def test_tensorboard_opens_on_the_curves_and_keeps_the_final_values_in_the_run(trained):
+    run_dir, _ = trained
+    board = events(run_dir)
+    tags = board.Tags()
+    assert tag_groups([*tags["scalars"], *tags["histograms"], *tags["images"]])[:4] == ["train", "val", "verdict", "visuals"]
+    # one TensorBoard run: the final values share its name and colour
+    assert {p.parent for p in run_dir.rglob("events.out.tfevents.*")} == {board_dir(run_dir)}
+    metrics, last_step = read_metrics(run_dir), board.Scalars("val/elbo")[-1].step
+    for tag in ("test/log_likelihood", "test/elbo", "val/elbo", "train/mutual_info", "train/marginal_kl"):
+        split, term = tag.split("/")
+        (point,) = board.Scalars(f"verdict/final/{tag}")  # one dot, at the run's last step, not a curve
+        assert point.step == last_step and point.value == pytest.approx(metrics[split][term], abs=1e-4)
+        assert tag not in tags["scalars"] or len(board.Scalars(tag)) == 2  # the curves keep their epochs
+    assert not [tag for tag in tags["scalars"] if tag.startswith("test/")]
+    # HParams: every setting the command line gave, as a column
+    assert hparam_values(board) == {"prior": "standard", "K": "-", "beta": 1.0, "objective": "elbo", "epochs": "2",
+                                    "hidden_dim": "16", "latent_dim": "4", "eval.iw_samples": "8", "device": "cpu"}
 
 
 def test_the_run_folder_keeps_what_the_console_showed_with_times(trained):
@@ -135,9 +156,9 @@ def test_eval_command_writes_eval_json(trained):
     values = result["val"]
     assert values["posterior_kl"] == pytest.approx(values["log_likelihood"] - values["elbo_iw"], abs=1e-4)
     assert re.search(r"log_likelihood +-?\d+\.\d{3} ± \d+\.\d{3}", proc.stdout)  # value ± standard error
-    evaluations = EventAccumulator(str(board_dir(run_dir) / "eval"))
-    evaluations.Reload()
-    assert evaluations.Scalars("val/log_likelihood")[-1].value == pytest.approx(values["log_likelihood"], abs=1e-4)
+    # in the run's own TensorBoard run, at the checkpoint's step
+    evaluated = events(run_dir).Scalars("verdict/eval_best/val/log_likelihood")[-1]
+    assert evaluated.value == pytest.approx(values["log_likelihood"], abs=1e-4) and evaluated.step == result["step"]
 
 
 def test_eval_on_train_scores_the_images_the_final_metrics_scored(trained):

@@ -41,6 +41,7 @@ class EvalSettings:
     surgery_points: Count | None
     split: Literal["train", "val", "test"]
     max_points: Count | None
+    gap_points: NonNegativeInt = 0  # a run saved before the inference gaps measured none
 
 
 # config key (None: the top level) -> the settings it holds

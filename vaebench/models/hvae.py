@@ -35,11 +35,16 @@ class HVAE(LatentVariableModel):
     def encode(self, x: torch.Tensor):
         return self.encoder(x)
 
-    def latents(self, x, p_z2, samples: int = 1):
-        q_z2 = repeat_samples(self.encode(x), samples)
+    def latents(self, x, p_z2, samples: int = 1, adjust=None):
+        """`adjust(name, q)`: the module's docstring (vae.py); q(z1|x,z2) reaches it with its batch
+        repeated `samples` times, sample-major."""
+        q_z2 = self.encode(x)
+        q_z2 = repeat_samples(q_z2 if adjust is None else adjust("z2", q_z2), samples)
         z2 = q_z2.rsample()
         x_features = self.q_z1_x(x).repeat(samples, 1)
         q_z1 = self.q_z1_head(torch.cat([x_features, self.q_z1_z2(z2)], dim=-1))
+        if adjust is not None:
+            q_z1 = adjust("z1", q_z1)
         z1 = q_z1.rsample()
         return (z1, z2), {"z2": (q_z2, p_z2, z2), "z1": (q_z1, self.p_z1(z2), z1)}
 

@@ -5,6 +5,10 @@ Every model (this module's and the two-level `HVAE`) exposes what the rest of va
 layer with its posterior and prior), `decode(latents) -> p(x|z)`, `sample_latents(n, p_z)` and
 `latent_dim` (of the top layer, which the prior acts on). The prior is assigned after the model is
 built (`vaebench.config.components.build_model`): the VampPrior needs the model's encoder.
+
+`latents(x, p_z, samples, adjust)` hands each layer's posterior, by name, to `adjust(name, q) -> q'`
+before it samples, when given: the inference-gap metrics replace the encoder's answer for one point
+by a better one of the same family (`vaebench.metrics.inference_gaps`).
 """
 
 from __future__ import annotations
@@ -41,10 +45,10 @@ class LatentVariableModel(nn.Module):
         latents, layers = self.latents(x, self.prior() if p_z is None else p_z)
         return elbo.elbo_terms(self.decode(latents).log_prob(x), layers)
 
-    def log_importance_weights(self, x: torch.Tensor, p_z, samples: int = 1) -> torch.Tensor:
+    def log_importance_weights(self, x: torch.Tensor, p_z, samples: int = 1, adjust=None) -> torch.Tensor:
         """log p(x, z) - log q(z|x) at `samples` draws z ~ q(z|x) per point: shape (samples, batch).
         The encoder sees each point once; only the samples are repeated."""
-        latents, layers = self.latents(x, p_z, samples)
+        latents, layers = self.latents(x, p_z, samples, adjust)
         log_w = self.decode(latents).log_prob(x.repeat(samples, *([1] * (x.dim() - 1))))
         for q, p, z in layers.values():
             log_w = log_w + p.log_prob(z) - q.log_prob(z)
@@ -75,8 +79,9 @@ class VAE(LatentVariableModel):
     def encode(self, x: torch.Tensor):
         return self.encoder(x)
 
-    def latents(self, x, p_z, samples: int = 1):
-        q = repeat_samples(self.encode(x), samples)
+    def latents(self, x, p_z, samples: int = 1, adjust=None):
+        q = self.encode(x)
+        q = repeat_samples(q if adjust is None else adjust("z", q), samples)
         z = q.rsample()
         return z, {"z": (q, p_z, z)}
 

@@ -24,7 +24,8 @@ from vaebench.metrics.collapse import CollapseWatch, dimensions_in_use
 from vaebench.run import checkpoint
 from vaebench.run.device import device_for
 from vaebench.run.final_evaluation import discard_record, final_metrics
-from vaebench.run.naming import DISENTANGLEMENT_HPARAMS, HPARAMS_METRICS, board_name, hparam_name, hparams
+from vaebench.run.training_state import stop_reason
+from vaebench.run.naming import DISENTANGLEMENT_HPARAMS, HPARAMS_METRICS, board_name, hparams
 from vaebench.run.record import tell_failure, write_json
 from vaebench.run.threads import share_for
 from vaebench.run.trainer import Stop, Trainer
@@ -91,15 +92,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
         how = f"Restarted by the job scheduler (restart {restarts}): resuming" if restarted else "Resuming"
         log.info(f"{how} {run_dir} from epoch {trainer.progress.epoch}, step {trainer.progress.step}.")
     else:
-        board.hparams(hparams(cfg, choices, model, overrides),
-                      {**HPARAMS_METRICS, **(DISENTANGLEMENT_HPARAMS if data.factors is not None else {})},
-                      varied={hparam_name(key) for key in axes})
+        params, varied = hparams(cfg, choices, model, overrides, axes)
+        board.hparams(params, {**HPARAMS_METRICS, **(DISENTANGLEMENT_HPARAMS if data.factors is not None else {})},
+                      varied=varied)
     what = (f"{entry_of('model', choices, type(model).__name__)} with {entry_of('prior', choices, type(model.prior).__name__)}, "
             f"{_objective_text(cfg, choices)}, beta={cfg.beta}, on {entry_of('dataset', choices, data.name)} "
             f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}")
-    if trainer.progress.epoch >= cfg.trainer.epochs:  # e.g. a run stopped during its final evaluation
-        log.info(f"Training is complete ({trainer.progress.epoch} of {cfg.trainer.epochs} epochs): "
-                 f"only the final evaluation runs, of {what}.")
+    if trainer.progress.epoch >= cfg.trainer.epochs or trainer.progress.stopped_early:  # e.g. stopped in its final evaluation
+        log.info(f"Training is complete ({trainer.progress.epoch} of {cfg.trainer.epochs} epochs"
+                 f"{', stopped early' if trainer.progress.stopped_early else ''}): only the final evaluation runs, of {what}.")
     else:
         log.info(f"Training {what}.")
     log.info(f"Run folder: {run_dir}")
@@ -139,6 +140,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
         **metrics,
         "epochs": trainer.progress.epoch,
         "best_epoch": trainer.progress.best_epoch,
+        "stopped": stop_reason(trainer.progress, cfg.trainer.epochs, cfg.trainer.patience),
         "step": trainer.progress.step,
         "wall_time_s": trainer.progress.wall_time_s,
         "train_time_s": time.perf_counter() - started,
@@ -205,7 +207,7 @@ def _seed_everything(seed: int) -> None:
 
 def _log_summary(result: dict, run_dir: Path, board_dir: Path, multirun: bool) -> None:
     lines = final_table_lines(result, result["best_epoch"])
-    lines += [f"\nOutputs:      {run_dir}  (metrics.json, checkpoints/best.pt, checkpoints/last.pt, train.log)",
+    lines += [f"\nOutputs:      {run_dir}  (metrics.json, test_points.npz, checkpoints/best.pt, checkpoints/last.pt, train.log)",
               f"TensorBoard:  tensorboard --logdir {run_dir if not multirun else run_dir.parent}"]
     if "disentanglement" in result:
         lines[-2:-2] = ["", *disentanglement_lines(result["disentanglement"], result["latent_factors"])]

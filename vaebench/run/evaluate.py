@@ -39,8 +39,8 @@ log p(x) of a trained run, on one split, from its best (or last) checkpoint; for
 factors (dataset=sprites, dsprites) also MIG, the FactorVAE score and DCI, on every split's points
 (up to 10,000), whatever the split. Each evaluation is
 kept: RUN_DIR/evals/<split>_<checkpoint>_<points>points_<S>iw.json (a repeat gets -2, -3, ...),
-and its headline terms go to the run's TensorBoard, as dots in the sub-run eval/ beside the
-training curves of <split>/<term>.
+and its headline terms go to the run's TensorBoard, as dots at the checkpoint's step under
+verdict/eval_<checkpoint>/<split>/<term> (verdict/eval_best/test/log_likelihood).
 
   checkpoint=best|last   which checkpoint (best: the best validation ELBO; default best)
   eval.split=test        train | val | test
@@ -106,11 +106,13 @@ def evaluate_run(argv: list[str]) -> dict:
     out.write_text(json.dumps(result, indent=2))
     if "board_dir" in state:
         board = Board(run_dir / state["board_dir"])
-        board.single_values("eval", {f"{split}/{term}": value for term, value in terms.items()
-                                     if term in HEADLINE_TERMS}, state["step"])
+        # One source per checkpoint (`verdict/eval_best/...`): TensorBoard keeps a series' steps rising and
+        # drops the later points of a series that steps back, so `best` after `last` would hide `last`'s dots.
+        board.single_values(f"eval_{which}", {f"{split}/{term}": value for term, value in terms.items()
+                                              if term in HEADLINE_TERMS}, state["step"])
         if factors:
-            board.single_values("eval", {f"disentanglement/{name}": factors[0][name]
-                                         for name in disentanglement.METRIC_NAMES}, state["step"])
+            board.single_values(f"eval_{which}", {f"disentanglement/{name}": factors[0][name]
+                                                  for name in disentanglement.METRIC_NAMES}, state["step"])
         board.close()
     _print_table(result, terms, out)
     return result

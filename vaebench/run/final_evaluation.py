@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from vaebench.metrics.diagnostics import split_report
 from vaebench.metrics.evaluation import PER_POINT
+from vaebench.metrics.inference_gaps import inference_gaps
 from vaebench.metrics.likelihood import log_likelihood_report
 from vaebench.run import checkpoint
 from vaebench.run.per_point import save_points
@@ -55,6 +56,9 @@ def final_metrics(model, data, cfg: DictConfig, run_dir: Path, device) -> dict:
         likelihood = _test_log_likelihood(model, data.test, cfg, record)
         per_point.update(likelihood.pop(PER_POINT))
         metrics["test"] = {**metrics["test"], **likelihood}
+        if cfg.eval.get("gap_points"):
+            metrics["test"].update(record.part("test_inference_gaps", lambda: inference_gaps_of_test_points(
+                model, data.test, per_point, int(cfg.eval.gap_points), cfg.eval.batch_size)))
     if per_point:
         save_points(run_dir, data.scored("test"), per_point)
     return metrics
@@ -75,6 +79,27 @@ def _test_log_likelihood(model, x: torch.Tensor, cfg: DictConfig, record: "Evalu
         except BaseException:  # Ctrl-C, SIGTERM: keep the points finished since the last save
             record.save()
             raise
+
+
+def inference_gaps_of_test_points(model, x: torch.Tensor, per_point: dict, points: int, batch_size: int) -> dict[str, float]:
+    """The amortization and approximation gaps of the first `points` test points, from their log p(x)
+    and ELBO of the test log-likelihood's importance samples; {} for a model whose `latents` takes no
+    `adjust` (a user's own, written before the gaps)."""
+    points = min(points, len(x))
+    with StagedProgress("test ") as progress:
+        try:
+            gaps = inference_gaps(model, x[:points], per_point["log_likelihood"][:points], per_point["elbo_iw"][:points],
+                                  batch_size, progress)
+        except TypeError as err:
+            if "adjust" not in str(err):
+                raise
+            log.info(f"No inference gaps: this model's latents() takes no `adjust` ({err}).")
+            return {}
+    if gaps["approximation_gap"] < -2 * gaps["approximation_gap_se"]:
+        log.warning(f"The approximation gap is below zero ({gaps['approximation_gap']:.3f} ± "
+                    f"{gaps['approximation_gap_se']:.3f} nats): an ELBO above log p(x) means the test log p(x) "
+                    "is underestimated; more importance samples (eval.iw_samples) would raise it.")
+    return gaps
 
 
 class EvaluationRecord:

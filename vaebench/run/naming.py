@@ -26,8 +26,9 @@ DISENTANGLEMENT_HPARAMS = {"disentanglement/mig": "MIG", "disentanglement/factor
 
 
 def board_name(cfg: DictConfig, overrides: list[str]) -> str:
-    """The TensorBoard run's name tells the settings its command line gave that apply to it, e.g.
-    `beta=4,prior=vamp` (not `prior.K=50` for the standard prior, which has no K); `defaults` when none."""
+    """The TensorBoard run's name tells the settings its command line gave that apply to it and say what
+    it is, e.g. `beta=4,prior=vamp` (not `prior.K=50` for the standard prior, which has no K, nor
+    `trainer.epochs=3`, which HParams shows); `defaults` when none."""
     keys = set(applying_overrides(cfg, overrides))
     items = sorted(o.lstrip("+~") for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys)
     name = ",".join(items).replace(os.sep, "_")[:200]
@@ -36,16 +37,24 @@ def board_name(cfg: DictConfig, overrides: list[str]) -> str:
 
 # Config groups whose chosen entry, not a value, is what a run shows (`spectrum`: a place on the prior axis).
 GROUP_KEYS = ("dataset", "model", "prior", "trainer", "eval", "experiment", "spectrum")
-NOT_IN_NAMES = ("resume", "trainer.device", "trainer.epochs", "trainer.progress", "hydra", "eval.", "dataset.root")
+# Not settings of the run: where it resumes from, Hydra's own keys, where the data lies.
+NOT_SETTINGS = ("resume", "hydra", "dataset.root")
+# Nor in its TensorBoard name, which says what the run is: not where or how long it runs, or how it is measured.
+NOT_IN_NAMES = (*NOT_SETTINGS, "trainer.device", "trainer.epochs", "trainer.progress", "eval.")
+# The four columns every run has, and the keys that set them.
+KEY_HPARAMS = {"prior": "prior", "prior.K": "K", "beta": "beta", "objective": "objective"}
+# Groups whose settings keep their group in HParams: `eval.batch_size` is not the training's batch size,
+# `objective.k` not the prior's K.
+PREFIXED = ("objective.", "eval.")
 
 
-def applying_overrides(cfg: DictConfig, overrides: list[str]) -> list[str]:
-    """The keys the command line set that say what the run is: not where or how long it runs, and not
-    an argument its component declares unused (`checks.Unused`)."""
+def applying_overrides(cfg: DictConfig, overrides: list[str], leave_out: tuple[str, ...] = NOT_IN_NAMES) -> list[str]:
+    """The keys the command line set, once each: not those starting with one of `leave_out` (by default
+    what does not say what the run is), and not an argument its component declares unused (`checks.Unused`)."""
     keys = []
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
-        if key.startswith(NOT_IN_NAMES) or key in keys:
+        if key.startswith(leave_out) or key in keys:
             continue
         group, _, argument = key.partition(".")
         if argument and group in GROUPS and argument in unused_arguments(target_of(cfg[group], group, group)):
@@ -54,24 +63,35 @@ def applying_overrides(cfg: DictConfig, overrides: list[str]) -> list[str]:
     return keys
 
 
-def hparams(cfg: DictConfig, choices: dict, model, overrides: list[str]) -> dict:
-    """prior, K, beta and the objective, then every other setting the command line set (a sweep's axes, which
-    TensorBoard ticks first). Whole numbers as text (500, not 500.0000)."""
+def hparams(cfg: DictConfig, choices: dict, model, overrides: list[str], axes=frozenset()) -> tuple[dict, set[str]]:
+    """prior, K, beta and the objective, then every other setting the command line gave that applies to the
+    run (`trainer.epochs`, `eval.iw_samples`, `seed`, ...; not `resume`, Hydra's keys or `dataset.root`);
+    whole numbers as text (500, not 500.0000). Also the names of the sweep's `axes` among them, which
+    TensorBoard ticks first."""
     # K as the prior built has it: none for a prior without components, even when a sweep grid sets
     # prior.K for every prior.
     k = getattr(model.prior, "K", None)
     params = {"prior": str(choices.get("prior", type(model.prior).__name__)), "K": "-" if k is None else str(k),
               "beta": float(cfg.beta), "objective": str(choices.get("objective", "elbo"))}
-    for key in applying_overrides(cfg, overrides):
-        name = hparam_name(key)
+    names = dict(KEY_HPARAMS)
+    for key in applying_overrides(cfg, overrides, leave_out=NOT_SETTINGS):
+        if key in KEY_HPARAMS:
+            continue
         value = choices.get(key) if key in GROUP_KEYS else OmegaConf.select(cfg, key, default=None)
-        if name not in params and value is not None:
-            params[name] = str(value) if isinstance(value, (int, bool)) else value
-    return params
+        if value is None:
+            continue
+        name = hparam_name(key)
+        if name in params:  # two keys ending alike (`model.hidden_dim`, `+encoder.hidden_dim`): both whole
+            name = key
+        names[key] = name
+        params[name] = str(value) if isinstance(value, (int, bool)) else value
+    return params, {names.get(key, hparam_name(key)) for key in axes}
 
 
 def hparam_name(key: str) -> str:
-    return key if key.startswith("objective.") else key.split(".")[-1]  # objective.k, objective.gamma
+    """The column of a setting: its last part (`model.hidden_dim` -> hidden_dim, `trainer.epochs` -> epochs),
+    the whole key for `objective.*` and `eval.*`."""
+    return key if key.startswith(PREFIXED) else key.split(".")[-1]
 
 
 def sweep_axes(hydra_cfg) -> set[str]:

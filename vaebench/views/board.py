@@ -1,9 +1,11 @@
 """TensorBoard: scalars as `<split>/<term>`, histograms, image grids, HParams and a text summary.
 Knows names and tensors only, never models.
 
-TensorBoard's TIME SERIES lists tag groups alphabetically: `train` and `val` come first, the pictures
-follow under `visuals/`; values measured once live in the sub-runs `final/` and `eval/` (dots on the
-cards of their tags) and in the HParams and TEXT dashboards, not as charts of a single point."""
+TensorBoard's TIME SERIES orders tag groups by name (character by character, digits as numbers) and
+opens the first two: `train` and `val`, the curves. Values measured once (the best checkpoint's final
+terms, a `vaebench eval`) go into the run's own event file under `verdict/`, which sorts after them
+and before the pictures under `visuals/`: a run keeps one entry and one colour in the run selector,
+its end-of-run dots share its curves' colour, and no card of a single dot opens the page."""
 
 from __future__ import annotations
 
@@ -12,6 +14,16 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+# The tag group of values measured once, by what measured them: `verdict/final/val/elbo` (the final
+# evaluation), `verdict/eval/test/log_likelihood` (a `vaebench eval`). Groups sort by name:
+# train < val < verdict < visuals.
+VERDICT = "verdict"
+
+
+def verdict_tag(source: str, tag: str) -> str:
+    """`verdict/final/val/elbo` for the final evaluation's `val/elbo`."""
+    return f"{VERDICT}/{source}/{tag}"
 
 
 class Board:
@@ -44,33 +56,35 @@ class Board:
     def figure(self, tag: str, figure, step: int) -> None:
         self.writer.add_figure(tag, figure, step)
 
-    def hparams(self, params: dict, metrics: dict[str, str], metrics_run: str = "final", varied=frozenset()) -> None:
-        """Register this run in the HParams dashboard. `metrics` maps the tags of end-of-run values,
-        which `single_values` writes into the sub-run `metrics_run`, to the names the dashboard
-        shows. TensorBoard ticks the first five metrics, and the first five hyperparameters, those
-        marked as differing between runs (`varied`: the sweep's axes) first, then by name."""
+    def hparams(self, params: dict, metrics: dict[str, str], source: str = "final", varied=frozenset()) -> None:
+        """Register this run in the HParams dashboard. `metrics` maps the tags of end-of-run values
+        (`val/elbo`), which `single_values(source, ...)` writes into this run under `verdict/<source>/`,
+        to the names the dashboard shows. TensorBoard ticks the first five metrics, and the first five
+        hyperparameters, those marked as differing between runs (`varied`: the sweep's axes) first,
+        then by name."""
         from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
         clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()}
-        experiment, *session = hparams_summary(clean, {tag: 0.0 for tag in metrics})
+        names = {verdict_tag(source, tag): shown for tag, shown in metrics.items()}
+        experiment, *session = hparams_summary(clean, {tag: 0.0 for tag in names})
         value = experiment.value[0]
         content = HParamsPluginData.FromString(value.metadata.plugin_data.content)
         for info in content.experiment.hparam_infos:
             info.differs = info.name in varied
         for info in content.experiment.metric_infos:
-            info.display_name = metrics[info.name.tag]
-            info.name.group = metrics_run
+            info.display_name = names[info.name.tag]
+            info.name.group = ""  # the run itself, not a sub-run
         value.metadata.plugin_data.content = content.SerializeToString()
         for summary in (experiment, *session):
             self.writer.file_writer.add_summary(summary)
 
-    def single_values(self, run: str, values: dict[str, float], step: int) -> None:
-        """Values measured once (the best checkpoint's final terms, a `vaebench eval`) into the sub-run
-        `run` under their own tags (`val/elbo`, `test/log_likelihood`): a dot beside the curve of the
-        same tag, not a chart of their own."""
-        with SummaryWriter(log_dir=str(Path(self.writer.log_dir) / run)) as writer:
-            for tag, value in values.items():
-                writer.add_scalar(tag, float(value), step)
+    def single_values(self, source: str, values: dict[str, float], step: int) -> None:
+        """Values measured once (`source`: "final" for the best checkpoint's final terms, "eval" for a
+        `vaebench eval`) into this run's own event file, a tag `val/elbo` as `verdict/<source>/val/elbo`:
+        in a sweep, one card per term with a dot per run in the run's colour."""
+        for tag, value in values.items():
+            self.writer.add_scalar(verdict_tag(source, tag), float(value), step)
+        self.writer.flush()
 
     def text(self, tag: str, markdown: str, step: int) -> None:
         self.writer.add_text(tag, markdown, step)
