@@ -161,6 +161,22 @@ def test_eval_command_writes_eval_json(trained):
     assert evaluated.value == pytest.approx(values["log_likelihood"], abs=1e-4) and evaluated.step == result["step"]
 
 
+def test_a_run_and_vaebench_eval_report_the_inference_gaps_that_add_up_to_the_posterior_kl(trained):
+    """metrics.json's test block and `vaebench eval` carry the amortization and approximation gaps with
+    their SEs; on the points they were measured on, the two add up to the posterior KL exactly."""
+    run_dir, proc = trained
+    test = read_metrics(run_dir)["test"]
+    assert test["inference_gap_points"] == 100 and test["inference_gap_steps"] >= 1
+    assert test["amortization_gap"] + test["approximation_gap"] == pytest.approx(test["posterior_kl_of_gap_points"], abs=1e-6)
+    assert test["amortization_gap"] > -2 * test["amortization_gap_se"]  # q* starts at the encoder's answer
+    assert re.search(r"amortization_gap +- +- +-?\d+\.\d{3} ± \d+\.\d{3}", proc.stdout)
+    evaluated = run_cli(["eval", str(run_dir), "eval.max_points=40", "eval.iw_samples=20", "eval.gap_points=30"], cwd=run_dir)
+    for gap in ("amortization_gap", "approximation_gap"):
+        assert re.search(gap + r" +-?\d+\.\d{3} ± \d+\.\d{3}", evaluated.stdout), gap
+    values = json.loads((run_dir / "evals" / "test_best_40points_20iw.json").read_text())["test"]
+    assert values["inference_gap_points"] == 30
+
+
 def test_eval_on_train_scores_the_images_the_final_metrics_scored(trained):
     run_dir, _ = trained
     run_cli(["eval", str(run_dir), "eval.split=train", "eval.iw_samples=0"], cwd=run_dir)

@@ -51,7 +51,8 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
     (priors with 1-D marginals), active units and, when `iw_samples` > 0, the importance-weighted
     log-likelihood with the ELBO and posterior KL from the same samples (`log_likelihood_report`), for
     the split `x` (already binarised); every estimate with its standard error. `on_points(n)` hears of
-    the log-likelihood's progress, `progress(stage, done, total)` of the other long stages'."""
+    the log-likelihood's progress, `progress(stage, done, total)` of the other long stages'; `keep_points`
+    adds the log-likelihood's `per_point` values."""
     model.eval()
     with fixed_randomness(x.device):
         p_z = model.prior()
@@ -71,7 +72,7 @@ def split_diagnostics(model, x: torch.Tensor, batch_size: int, iw_samples: int =
         result["active_units"] = active_units(loc)
     model.train()
     if iw_samples > 0:
-        result.update(log_likelihood_report(model, x, batch_size, iw_samples, on_points=on_points))
+        result.update(log_likelihood_report(model, x, batch_size, iw_samples, on_points=on_points, keep_points=keep_points))
     return result
 
 
@@ -85,8 +86,9 @@ def split_report(model, x: torch.Tensor, batch_size: int, iw_samples: int, surge
     point (`split_terms`)."""
     everything = split_terms(model, x, batch_size, progress=progress, keep_points=keep_points)
     terms = as_floats(everything)
+    diagnostics = split_diagnostics(model, x, batch_size, iw_samples, surgery_samples, on_points, surgery_points,
+                                    progress, keep_points)
+    terms.update(diagnostics)
     if keep_points:
-        terms[PER_POINT] = everything[PER_POINT]
-    terms.update(split_diagnostics(model, x, batch_size, iw_samples, surgery_samples, on_points, surgery_points,
-                                   progress))
+        terms[PER_POINT] = {**everything[PER_POINT], **diagnostics.get(PER_POINT, {})}
     return terms

@@ -4,6 +4,7 @@ as a table, as a file of its own in RUN_DIR/evals/ and in the run's TensorBoard.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 import logging
 import sys
 import time
@@ -14,22 +15,26 @@ from omegaconf import OmegaConf
 
 from vaebench.config.components import build_dataset, build_model
 from vaebench.config.saved import saved_config
+from vaebench.config.settings import EvalSettings
 from vaebench.config.validate import validate_config
 from vaebench.errors import UserError
 from vaebench.metrics import disentanglement
 from vaebench.metrics.diagnostics import split_report
+from vaebench.metrics.evaluation import PER_POINT
 from vaebench.run import checkpoint
 from vaebench.run.cpu_math import use_fast_cpu_math
 from vaebench.run.device import device_for
+from vaebench.run.final_evaluation import inference_gaps_of_points
 from vaebench.run.threads import share_for
 from vaebench.views.board import Board
 from vaebench.views.console import EvaluationProgress, StagedProgress
 from vaebench.views.summary import disentanglement_lines, format_estimate
 
-USAGE = "usage: vaebench eval RUN_DIR [checkpoint=best|last] [eval.split=train|val|test] [eval.max_points=N] [eval.iw_samples=S] [trainer.device=cpu]"
+USAGE = "usage: vaebench eval RUN_DIR [checkpoint=best|last] [eval.split=train|val|test] [eval.max_points=N] [eval.iw_samples=S] [eval.gap_points=N] [trainer.device=cpu]"
 ALLOWED = ("checkpoint", "eval.", "trainer.device")
 # What the run's TensorBoard gets of an evaluation (the file has every term).
-HEADLINE_TERMS = ("elbo", "reconstruction", "kl", "log_likelihood", "mutual_info", "marginal_kl", "active_units")
+HEADLINE_TERMS = ("elbo", "reconstruction", "kl", "log_likelihood", "mutual_info", "marginal_kl", "active_units",
+                  "amortization_gap", "approximation_gap")
 
 
 HELP = f"""{USAGE}
@@ -46,6 +51,8 @@ verdict/eval_<checkpoint>/<split>/<term> (verdict/eval_best/test/log_likelihood)
   eval.split=test        train | val | test
   eval.max_points=N      the first N points of the split only (default: all)
   eval.iw_samples=S      importance samples for log p(x) (default: the run's, 5000 as in the paper)
+  eval.gap_points=N      the first N points get the inference gaps, amortization and approximation
+                         (default 100; 0: none)
   trainer.device=cpu     auto | cpu | cuda
 """
 
@@ -68,8 +75,9 @@ def evaluate_run(argv: list[str]) -> dict:
     cfg = OmegaConf.create(saved_config(state["config"]))
     choices = dict(cfg.choices)
     for key, value in options.items():
-        if key.startswith("eval.") and key.removeprefix("eval.") not in cfg.eval:
-            raise UserError(f"{key} is not an eval option; choose from {', '.join('eval.' + k for k in cfg.eval)}. {USAGE}")
+        known = [*cfg.eval, *(f.name for f in fields(EvalSettings) if f.name not in cfg.eval)]  # an older run's too
+        if key.startswith("eval.") and key.removeprefix("eval.") not in known:
+            raise UserError(f"{key} is not an eval option; choose from {', '.join('eval.' + k for k in known)}. {USAGE}")
         OmegaConf.update(cfg, key, value, force_add=True)
     validate_config(cfg, choices)
     device = device_for(cfg)
@@ -94,7 +102,10 @@ def evaluate_run(argv: list[str]) -> dict:
           StagedProgress(f"{split} ") as stages):
         terms = split_report(model, x, cfg.eval.batch_size, cfg.eval.iw_samples, cfg.eval.surgery_samples,
                              on_points=likelihood.update, surgery_points=cfg.eval.get("surgery_points"),
-                             progress=stages)
+                             progress=stages, keep_points=True)
+    per_point = terms.pop(PER_POINT)
+    if cfg.eval.iw_samples > 0 and cfg.eval.get("gap_points"):
+        terms.update(inference_gaps_of_points(model, x, per_point, int(cfg.eval.gap_points), cfg.eval.batch_size, split))
     factors = disentanglement.of_model(model, data, cfg.eval.batch_size)  # every split's points, not eval.split's
     seconds = time.perf_counter() - started
 

@@ -57,8 +57,8 @@ def final_metrics(model, data, cfg: DictConfig, run_dir: Path, device) -> dict:
         per_point.update(likelihood.pop(PER_POINT))
         metrics["test"] = {**metrics["test"], **likelihood}
         if cfg.eval.get("gap_points"):
-            metrics["test"].update(record.part("test_inference_gaps", lambda: inference_gaps_of_test_points(
-                model, data.test, per_point, int(cfg.eval.gap_points), cfg.eval.batch_size)))
+            metrics["test"].update(record.part("test_inference_gaps", lambda: inference_gaps_of_points(
+                model, data.test, per_point, int(cfg.eval.gap_points), cfg.eval.batch_size, "test")))
     if per_point:
         save_points(run_dir, data.scored("test"), per_point)
     return metrics
@@ -81,12 +81,13 @@ def _test_log_likelihood(model, x: torch.Tensor, cfg: DictConfig, record: "Evalu
             raise
 
 
-def inference_gaps_of_test_points(model, x: torch.Tensor, per_point: dict, points: int, batch_size: int) -> dict[str, float]:
-    """The amortization and approximation gaps of the first `points` test points, from their log p(x)
-    and ELBO of the test log-likelihood's importance samples; {} for a model whose `latents` takes no
-    `adjust` (a user's own, written before the gaps)."""
+def inference_gaps_of_points(model, x: torch.Tensor, per_point: dict, points: int, batch_size: int,
+                             split: str) -> dict[str, float]:
+    """The amortization and approximation gaps of the first `points` points of the split `x`, from their
+    log p(x) and ELBO of the log-likelihood's importance samples; {} for a model whose `latents` takes
+    no `adjust` (a user's own, written before the gaps)."""
     points = min(points, len(x))
-    with StagedProgress("test ") as progress:
+    with StagedProgress(f"{split} ") as progress:
         try:
             gaps = inference_gaps(model, x[:points], per_point["log_likelihood"][:points], per_point["elbo_iw"][:points],
                                   batch_size, progress)

@@ -19,6 +19,7 @@ HPARAMS_METRICS = {
     "val/mutual_info": "val I(n;z)", "val/marginal_kl": "val KL(q(z)||p(z))",
     "val/reconstruction": "val E[log p(x|z)]", "val/active_units": "val active units", "test/elbo": "test ELBO",
     "train/elbo": "train ELBO", "train/mutual_info": "train I(n;z)", "train/marginal_kl": "train KL(q(z)||p(z))",
+    "test/amortization_gap": "test amortization gap", "test/approximation_gap": "test approximation gap",
 }
 # Beside those, for data with known factors (dataset=sprites, dsprites): metrics.json's "disentanglement" block.
 DISENTANGLEMENT_HPARAMS = {"disentanglement/mig": "MIG", "disentanglement/factor_vae_score": "FactorVAE score",

@@ -11,7 +11,7 @@ def format_estimate(terms: dict, name: str, width: int = 20) -> str:
     '-' where the split lacks the term; right-aligned in `width`."""
     if name not in terms:
         text = "-"
-    elif name == "active_units":
+    elif name == "active_units" or type(terms[name]) is int:  # a count
         text = f"{int(terms[name])}"
     elif f"{name}_se" in terms:
         text = f"{terms[name]:.3f} ± {terms[f'{name}_se']:.3f}"
@@ -21,7 +21,7 @@ def format_estimate(terms: dict, name: str, width: int = 20) -> str:
 
 
 SUMMARY_TERMS = ("elbo", "reconstruction", "kl", "kl_z1", "kl_z2", "log_joint", "entropy", "log_likelihood",
-                 "elbo_iw", "posterior_kl", "mutual_info", "marginal_kl", "total_correlation", "dimwise_kl",
+                 "elbo_iw", "posterior_kl", "amortization_gap", "approximation_gap", "mutual_info", "marginal_kl", "total_correlation", "dimwise_kl",
                  "active_units")
 
 
@@ -41,7 +41,17 @@ def final_table_lines(metrics: dict, best_epoch: int) -> list[str]:
     terms = [t for t in SUMMARY_TERMS if any(t in metrics[split] for split in splits)]
     lines = [f"\nFinal terms (nats per point, ± standard error; best checkpoint, epoch {best_epoch}):",
              f"  {'term':<18}" + "".join(f"{split:>20}" for split in splits)]
-    return lines + [f"  {t:<18}" + "".join(format_estimate(metrics[split], t) for split in splits) for t in terms]
+    lines += [f"  {t:<18}" + "".join(format_estimate(metrics[split], t) for split in splits) for t in terms]
+    return lines + gap_note(metrics["test"])
+
+
+def gap_note(test: dict) -> list[str]:
+    """Where the inference gaps were measured, and what they add up to there."""
+    if "amortization_gap" not in test:
+        return []
+    return [f"  (the gaps: on the first {test['inference_gap_points']:,} test points, where posterior_kl is "
+            f"{test['posterior_kl_of_gap_points']:.3f} ± {test['posterior_kl_of_gap_points_se']:.3f} = amortization_gap "
+            f"+ approximation_gap; q* from {test['inference_gap_steps']} steps at most)"]
 
 
 def disentanglement_lines(scalars: dict, details: dict) -> list[str]:
