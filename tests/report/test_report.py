@@ -176,7 +176,7 @@ def test_the_table_shows_what_varies_and_names_the_rest_once_above_it():
     lines = text.splitlines()
     assert lines[0] == "shared by all 10 runs: dataset=mnist5k model=mlp K=500 (vamp) latent_dim=40 lr=0.0005 seed=0"
     assert lines[2:4] == ["± 1 SE of the mean over the split's points (unpaired): ELBO, recon, KL, test log p(x)",
-                          "± 1 SE (Monte-Carlo) over the draws z ~ q(z|x), the split's points held fixed: I(n;z), KL(q(z)||p(z))"]
+                          "± 1 SE (Monte-Carlo) over the draws z ~ q(z|x), the split's points held fixed: I(n;z), KL(q(z) ‖ p(z))"]
     header = lines[4].split()
     assert header[:3] == ["run", "prior", "beta"]
     assert not {"dataset", "model", "seed", "latent_dim"} & set(header)

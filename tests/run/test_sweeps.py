@@ -146,7 +146,8 @@ def test_report_writes_a_sorted_table_and_png_plots(grid):
     assert re.search(r"^run +prior +beta +ELBO", proc.stdout, re.M)
     assert (folder / "report.md").read_text().split("## Paired")[0].count("\n| ") == 5
     plots = sorted(folder.glob("*.png"))
-    assert [p.name for p in plots] == ["marginal_kl_vs_beta.png", "mutual_info_vs_beta.png", "rate_distortion.png"]
+    assert [p.name for p in plots] == ["inference_gaps.png", "marginal_kl_vs_beta.png", "mutual_info_vs_beta.png",
+                                       "rate_distortion.png"]
     for plot in plots:
         assert plot.read_bytes()[:8] == PNG_SIGNATURE and plot.stat().st_size > 1000
 
@@ -227,4 +228,8 @@ def test_report_compares_each_configuration_with_the_first_by_paired_differences
     assert all(re.search(r"[+-]\d+\.\d\d ± \d+\.\d\d", line) for line in compared)
     markdown = (folder / "report.md").read_text()
     assert "## Paired differences from standard, beta=1" in markdown
+    from tests.test_readme import gfm_cells, tables
+
+    for start, rows in tables(markdown):  # every table of report.md renders with its columns on GitHub
+        assert all(len(gfm_cells(row)) == len(gfm_cells(rows[0])) for row in rows), f"report.md:{start}"
     assert markdown.count("paired, 500 points |") == 3 * 4  # log p(x), ELBO, reconstruction, KL

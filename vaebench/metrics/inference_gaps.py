@@ -127,7 +127,8 @@ def inference_gaps(model, x: torch.Tensor, log_px: torch.Tensor, elbo_iw: torch.
                    progress=None) -> dict[str, float]:
     """The amortization and approximation gaps of the points `x`, given their log p(x) and ELBO(q_phi)
     from the same importance samples (`log_likelihood_report`'s per-point values), each with its SE
-    over the points; `inference_gap_points`, and `posterior_kl` of these points, which the two sum to."""
+    over the points; `inference_gap_points`, and the `posterior_kl` of these points, which the two sum
+    to, and their `elbo_iw`, which they stack on."""
     model.eval()
     with torch.no_grad():  # a constant for the optimisation (a VampPrior's components come from the encoder)
         p_z = model.prior()
@@ -145,4 +146,5 @@ def inference_gaps(model, x: torch.Tensor, log_px: torch.Tensor, elbo_iw: torch.
     return {**mean_and_se("amortization_gap", elbo_star - elbo_iw),
             **mean_and_se("approximation_gap", log_px - elbo_star),
             **mean_and_se("posterior_kl_of_gap_points", log_px - elbo_iw),
+            **mean_and_se("elbo_iw_of_gap_points", elbo_iw),
             "inference_gap_points": len(x), "inference_gap_steps": steps}

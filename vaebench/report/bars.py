@@ -1,5 +1,5 @@
 """What a figure's error bar is, said exactly in its caption. A run's `<term>_se` is one of these
-things (README, Standard errors), and a figure's caption says which:
+things (docs/diagnostics.md, Standard errors), and a figure's caption says which:
 
 - a per-point average (elbo, reconstruction, kl, log_likelihood, ...): the SE of the mean over the
   split's N points, their spread / sqrt(N) (vaebench.metrics.evaluation.standard_error): how far the

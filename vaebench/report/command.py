@@ -5,6 +5,8 @@ console table, report.csv and report.md, and the figures that compare the runs' 
 - mutual_info_vs_<key>.png, marginal_kl_vs_<key>.png (term_plots.py): the two halves of the KL
   against the numeric setting the sweep varied (beta when it varies), one line per value of the
   other varied settings (e.g. prior and K); seeds are replicates, averaged;
+- inference_gaps.png (inference_gaps.py), when the runs measured them: ELBO + amortization gap +
+  approximation gap = log p(x), one row per configuration;
 - prior_axis.png (prior_axis.py), when the runs' priors lie at two places or more of the
   empirical-Bayes axis: every term that tells them apart against it;
 - disentanglement_vs_<key>.png and factor_traversals.png (disentanglement.py) on data with known factors.
@@ -24,6 +26,7 @@ from vaebench.errors import UserError
 from vaebench.report import prior_axis
 from vaebench.report.disentanglement import disentanglement_plots
 from vaebench.report.drawing import save_png
+from vaebench.report.inference_gaps import gaps_figure, has_gaps
 from vaebench.report.paired import console_lines, markdown_lines, paired_differences
 from vaebench.report.rate_distortion import rate_distortion_figure
 from vaebench.report.runs import collect_runs, skipped_note, table_row
@@ -91,6 +94,9 @@ def write_plots(rows: list[dict], varied: list[str], sweep_dir: Path) -> tuple[l
         bound = max(bounds) if term == "mutual_info" and bounds else None
         save_png(term_figure(rows, axes, term, bound), sweep_dir / name)
         written.append(name)
+    if has_gaps(rows):
+        save_png(gaps_figure(rows, varied), sweep_dir / "inference_gaps.png")
+        written.append("inference_gaps.png")
     more, more_notes = disentanglement_plots(rows, axes, sweep_dir)
     return written + more, notes + more_notes
 

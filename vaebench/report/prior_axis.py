@@ -59,8 +59,8 @@ PANELS = (
 TABLE_COLUMNS = {
     "test_log_likelihood": "test log p(x)", "test_elbo": "test ELBO", "train_elbo": "train ELBO",
     "elbo_gap": "train − test ELBO", "train_kl": "train KL", "test_kl": "test KL", "train_mutual_info": "train I(n;z)",
-    "test_mutual_info": "test I(n;z)", "train_marginal_kl": "train KL(q(z)||p(z))",
-    "test_marginal_kl": "test KL(q(z)||p(z))", "test_active_units": "active units",
+    "test_mutual_info": "test I(n;z)", "train_marginal_kl": "train KL(q(z) ‖ p(z))",
+    "test_marginal_kl": "test KL(q(z) ‖ p(z))", "test_active_units": "active units",
 }
 
 

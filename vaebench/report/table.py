@@ -23,7 +23,7 @@ METRIC_COLUMNS = {
 # the same columns as people read them (console and report.md); the CSV keeps the names above
 METRIC_HEADERS = {
     "val_elbo": "ELBO", "val_reconstruction": "recon", "val_kl": "KL", "val_mutual_info": "I(n;z)",
-    "val_marginal_kl": "KL(q(z)||p(z))", "val_active_units": "active", "test_log_likelihood": "test log p(x)",
+    "val_marginal_kl": "KL(q(z) ‖ p(z))", "val_active_units": "active", "test_log_likelihood": "test log p(x)",
 }
 
 
