@@ -146,7 +146,7 @@ def test_report_writes_a_sorted_table_and_png_plots(grid):
     assert re.search(r"^run +prior +beta +ELBO", proc.stdout, re.M)
     assert (folder / "report.md").read_text().split("## Paired")[0].count("\n| ") == 5
     plots = sorted(folder.glob("*.png"))
-    assert [p.name for p in plots] == ["inference_gaps.png", "marginal_kl_vs_beta.png", "mutual_info_vs_beta.png",
+    assert [p.name for p in plots] == ["inference_gaps.png", "marginal_kl_vs_beta.png", "mutual_info_vs_beta.png", "paired_differences.png",
                                        "rate_distortion.png"]
     for plot in plots:
         assert plot.read_bytes()[:8] == PNG_SIGNATURE and plot.stat().st_size > 1000

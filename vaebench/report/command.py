@@ -12,7 +12,7 @@ console table, report.csv and report.md, and the figures that compare the runs' 
 - disentanglement_vs_<key>.png and factor_traversals.png (disentanglement.py) on data with known factors.
 
 Below the table, each configuration's paired differences from the sweep's first on the test points
-they share, with paired SEs (paired.py). The report reads what differs between the runs from their
+they share, with paired SEs, also drawn as paired_differences.png (paired.py). The report reads what differs between the runs from their
 configs (settings.py). A sweep still
 running works: runs that have not completed are counted and left out.
 """
@@ -27,7 +27,7 @@ from vaebench.report import prior_axis
 from vaebench.report.disentanglement import disentanglement_plots
 from vaebench.report.drawing import save_png
 from vaebench.report.inference_gaps import gaps_figure, has_gaps
-from vaebench.report.paired import console_lines, markdown_lines, paired_differences
+from vaebench.report.paired import console_lines, differences_figure, markdown_lines, paired_differences
 from vaebench.report.rate_distortion import rate_distortion_figure
 from vaebench.report.runs import collect_runs, skipped_note, table_row
 from vaebench.report.settings import by_val_elbo, choose_axes, plot_key_name, varied_settings
@@ -63,6 +63,9 @@ def report(argv: list[str]) -> None:
     write_csv(rows, sweep_dir / "report.csv")
     plots, notes = write_plots(rows, varied, sweep_dir)
     notes = pairing_notes + notes
+    if differences:
+        save_png(differences_figure(differences), sweep_dir / "paired_differences.png")
+        plots.append("paired_differences.png")
     axis = write_prior_axis(rows, varied, sweep_dir)
     if axis:
         print("\n".join(axis))

@@ -150,3 +150,34 @@ def markdown_lines(differences: list[Difference]) -> list[str]:
     lines += [f"| {d.label} | {TERMS[d.term]} | {d.mean:+.3f} | {d.se:.3f} | {'yes' if d.within_noise else 'no'} | {d.how} |"
               for d in differences]
     return lines
+
+
+def differences_figure(differences: list[Difference]):
+    """paired_differences.png: one panel per term, each configuration's difference from the reference
+    with ±1 paired SE (±2 SE shaded: within it, not told apart from noise)."""
+    from matplotlib.figure import Figure
+
+    terms = [term for term in TERMS if any(d.term == term for d in differences)]
+    configs = list(dict.fromkeys(d.label for d in differences))
+    figure = Figure(figsize=(3.2 * len(terms) + 1.5, 1.4 + 0.45 * len(configs)), dpi=110, layout="constrained")
+    axes = figure.subplots(1, len(terms), sharey=True, squeeze=False)[0]
+    for ax, term in zip(axes, terms):
+        found = {d.label: d for d in differences if d.term == term}
+        for position, label in enumerate(configs):
+            if label not in found:
+                continue
+            d = found[label]
+            ax.fill_betweenx([position - 0.3, position + 0.3], d.mean - NOISE_SE * d.se, d.mean + NOISE_SE * d.se,
+                             color="0.85", lw=0)
+            ax.errorbar(d.mean, position, xerr=d.se, fmt="o", color="0.5" if d.within_noise else "C0", capsize=3)
+        ax.axvline(0, color="0.3", lw=1)
+        ax.set_title(f"{TERMS[term]}", fontsize=10)
+        ax.set_xlabel("nats per point")
+        ax.grid(axis="x", alpha=0.25)
+    axes[0].set_yticks(range(len(configs)), configs)
+    axes[0].set_ylim(len(configs) - 0.5, -0.5)
+    figure.suptitle(f"Test-point differences from {differences[0].reference}", fontsize=11)
+    hows = sorted({d.how for d in differences})
+    figure.supxlabel(f"bars: ±1 paired SE ({'; '.join(hows)}); grey band: ±{NOISE_SE:g} SE; grey dots: within it",
+                     fontsize=8, color="0.2")
+    return figure
