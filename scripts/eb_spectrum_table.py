@@ -1,0 +1,110 @@
+"""The tables of scripts/EB_SPECTRUM.md and scripts/INFERENCE_GAPS.md from finished runs along the
+empirical-Bayes axis (any folders holding them: a sweep, a single run beside it).
+
+    python scripts/eb_spectrum_table.py outputs/multirun/DATE/TIME outputs/aggregate_seed0
+
+Per place: when each seed's run stopped, the test terms as mean ± sd over seeds, and paired
+differences on the test points (test_points.npz) from the standard prior and from the place with the
+best test log p(x). A difference over several seeds is the mean of the seeds' paired differences with
+the SE of that mean (sd / sqrt(seeds)), which counts training's noise; over one seed it is paired over
+that seed's points only (the points' noise, not training's), and the table says which.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from vaebench.report.paired import paired_mean_and_se
+from vaebench.report.prior_axis import place
+from vaebench.report.runs import collect_runs, table_row
+from vaebench.run.per_point import load_points
+
+TERMS = {"test_log_likelihood": "test log p(x)", "test_elbo": "test ELBO", "elbo_gap": "train − test ELBO",
+         "train_kl": "train KL", "train_mutual_info": "train I(n;z)", "train_marginal_kl": "train KL(q(z) ‖ p(z))",
+         "test_marginal_kl": "test KL(q(z) ‖ p(z))", "test_active_units": "active units"}
+GAPS = {"test_posterior_kl_of_gap_points": "posterior KL", "test_amortization_gap": "amortization gap",
+        "test_approximation_gap": "approximation gap"}
+
+
+def runs_by_place(folders: list[Path]) -> dict:
+    """{place name: {seed: (row, folder)}}, in the axis's order."""
+    found = {}
+    for folder in folders:
+        runs, _ = collect_runs(folder)
+        for run in runs:
+            row = table_row(run)
+            row["elbo_gap"] = row["train_elbo"] - row["test_elbo"]
+            row.update({key: run.metrics.get(key) for key in ("best_epoch", "epochs", "stopped")})
+            where = place(row)
+            if where is not None:
+                found.setdefault((where.x, where.name), {})[row.get("seed")] = (row, folder / run.folder)
+    return {name: seeds for (_, name), seeds in sorted(found.items())}
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    mean = statistics.fmean(values)
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+
+
+def paired(mine: dict, reference: dict, term: str = "log_likelihood") -> str:
+    """mine − reference in `term` on the test points, over the seeds both have on the same points."""
+    per_seed = []
+    for seed in sorted(set(mine) & set(reference)):
+        a, b = load_points(mine[seed][1]), load_points(reference[seed][1])
+        if a is not None and b is not None and a[0] == b[0]:
+            per_seed.append(paired_mean_and_se(a[1][term], b[1][term]))
+    if not per_seed:
+        return "not paired"
+    if len(per_seed) == 1:
+        (mean, se), how = per_seed[0], "1 seed, points only"
+    else:
+        means = np.array([m for m, _ in per_seed])
+        mean, se, how = means.mean(), means.std(ddof=1) / math.sqrt(len(means)), f"{len(means)} seeds"
+    flag = "" if abs(mean) >= 2 * se else " (within 2 SE)"
+    return f"{mean:+.2f} ± {se:.2f}{flag}, {how}"
+
+
+def main(folders: list[Path]) -> None:
+    places = runs_by_place(folders)
+    print("| prior | K | seeds | best epoch / stopped at | " + " | ".join(TERMS.values()) + " |")
+    print("|---|---:|---:|---|" + "---:|" * len(TERMS))
+    for name, seeds in places.items():
+        rows = [row for row, _ in seeds.values()]
+        where = place(rows[0])
+        epochs = ", ".join(f"{row['best_epoch']}/{row['epochs']}" for row in rows)
+        cells = [spread([float(row[term]) for row in rows], 1 if term == "test_active_units" else 2) for term in TERMS]
+        print(f"| {name} | {where.k} | {len(rows)} | {epochs} | " + " | ".join(cells) + " |")
+
+    best = max(places, key=lambda name: statistics.fmean(row["test_log_likelihood"] for row, _ in places[name].values()))
+    standard = next(iter(places))
+    print("\nPaired test log p(x) differences (nats per point, ± SE):\n")
+    print(f"| prior | K | − {standard} | − {best} (best mean) |")
+    print("|---|---:|---|---|")
+    for name, seeds in places.items():
+        print(f"| {name} | {place(next(iter(seeds.values()))[0]).k} | "
+              f"{paired(seeds, places[standard]) if name != standard else ''} | "
+              f"{paired(seeds, places[best]) if name != best else ''} |")
+
+    if any(GAPS.keys() <= row.keys() for seeds in places.values() for row, _ in seeds.values()):
+        print("\nInference gaps on the first test points (nats per point; mean ± sd over seeds, each seed's "
+              "own ± SE over its points in brackets):\n")
+        print("| prior | K | points | " + " | ".join(GAPS.values()) + " | steps |")
+        print("|---|---:|---:|" + "---:|" * len(GAPS) + "---:|")
+        for name, seeds in places.items():
+            rows = [row for row, _ in seeds.values() if GAPS.keys() <= row.keys()]
+            if not rows:
+                continue
+            cells = [spread([row[term] for row in rows]) + " (" + ", ".join(
+                f"{row[term]:.2f} ± {row[term + '_se']:.2f}" for row in rows) + ")" for term in GAPS]
+            steps = ", ".join(str(row["test_inference_gap_steps"]) for row in rows)
+            print(f"| {name} | {place(rows[0]).k} | {rows[0]['test_inference_gap_points']} | " + " | ".join(cells)
+                  + f" | {steps} |")
+
+
+if __name__ == "__main__":
+    main([Path(arg) for arg in sys.argv[1:]])
