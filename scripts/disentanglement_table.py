@@ -1,6 +1,8 @@
-"""The table of scripts/DISENTANGLEMENT.md: each disentanglement metric (and the rate, the validation
+"""The tables of scripts/DISENTANGLEMENT.md: each disentanglement metric (and the rate, the validation
 ELBO) of a finished sweep, by beta and objective, as mean ± s.d. over the seeds (the runs themselves
-in brackets).
+in brackets); then each beta's difference from the smallest beta of its objective, paired by seed (the
+same seed: the same split, initial weights and batches), as the mean of the seeds' differences ± its
+SE (sd / sqrt(seeds)), marked where it is within 2 SE of 0.
 
     python scripts/disentanglement_table.py outputs/multirun/DATE/TIME
 """
@@ -39,6 +41,29 @@ def main(sweep_dir: Path) -> None:
             runs = " (" + ", ".join(f"{v:.{digits}f}" for v in values) + ")" if len(values) > 1 else ""
             cells.append(f"{mean:.{digits}f}{spread}{runs}")
         print(f"| {objective} | {beta:g} | {len(records)} | " + " | ".join(cells) + " |")
+    print(paired_table(groups))
+
+
+def paired_table(groups: dict) -> str:
+    lines = ["", "| objective | β − β₀ | seeds | " + " | ".join(COLUMNS) + " |", "|---|---|---:|" + "---:|" * len(COLUMNS)]
+    for (objective, beta), records in sorted(groups.items()):
+        base_beta = min(b for o, b in groups if o == objective)
+        if beta == base_beta:
+            continue
+        base = {r["config"]["seed"]: r for r in groups[(objective, base_beta)]}
+        pairs = [(r, base[r["config"]["seed"]]) for r in records if r["config"]["seed"] in base]
+        cells = []
+        for block, term in COLUMNS.values():
+            differences = [float(r[block][term]) - float(b[block][term]) for r, b in pairs]
+            mean, digits = statistics.fmean(differences), 2 if block == "val" else 3
+            if len(differences) < 2:
+                cells.append(f"{mean:+.{digits}f}")
+                continue
+            se = statistics.stdev(differences) / len(differences) ** 0.5
+            cells.append(f"{mean:+.{digits}f} ± {se:.{digits}f}" + (" ~" if abs(mean) < 2 * se else ""))
+        lines.append(f"| {objective} | {beta:g} − {base_beta:g} | {len(pairs)} | " + " | ".join(cells) + " |")
+    lines.append("\n~: within 2 SE of 0, not told apart from noise.")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
