@@ -7,11 +7,14 @@ Per place: when each seed's run stopped, the test terms as mean ± sd over seeds
 differences on the test points (test_points.npz) from the standard prior and from the place with the
 best test log p(x). A difference over several seeds is the mean of the seeds' paired differences with
 the SE of that mean (sd / sqrt(seeds)), which counts training's noise; over one seed it is paired over
-that seed's points only (the points' noise, not training's), and the table says which.
+that seed's points only (the points' noise, not training's), and the table says which. The inference
+gaps come from each run's latest `vaebench eval RUN eval.max_points=100` where it has one (the final
+evaluation's otherwise).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import sys
@@ -40,10 +43,23 @@ def runs_by_place(folders: list[Path]) -> dict:
             row = table_row(run)
             row["elbo_gap"] = row["train_elbo"] - row["test_elbo"]
             row.update({key: run.metrics.get(key) for key in ("best_epoch", "epochs", "stopped")})
+            row.update(later_gaps(folder / run.folder))
             where = place(row)
             if where is not None:
                 found.setdefault((where.x, where.name), {})[row.get("seed")] = (row, folder / run.folder)
     return {name: seeds for (_, name), seeds in sorted(found.items())}
+
+
+def later_gaps(run_dir: Path) -> dict:
+    """The inference gaps of the run's latest `vaebench eval` that measured them on the test split (its
+    best checkpoint), as `test_<term>` like the final evaluation's; {} where there is none."""
+    evals = sorted(run_dir.glob("evals/test_best_*.json"), key=lambda path: path.stat().st_mtime)
+    for path in reversed(evals):
+        terms = json.loads(path.read_text()).get("test", {})
+        if "amortization_gap" in terms:
+            return {f"test_{term}": value for term, value in terms.items()
+                    if "gap" in term and not term.startswith("elbo")}
+    return {}
 
 
 def spread(values: list[float], digits: int = 2) -> str:

@@ -5,6 +5,7 @@ alarm fires on a collapsed model and not on a healthy one."""
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -169,6 +170,22 @@ def test_the_alarm_sounds_once_and_its_record_survives_a_resume():
     assert resumed.observe(4, {"active_units": 0}) is None and len(resumed.record["alarms"]) == 1
     healthy = CollapseWatch(40)
     assert all(healthy.observe(e, {"active_units": 39, "kl_per_dim": torch.full((40,), 0.5)}) is None for e in range(5))
+    assert "recovered_epoch" not in resumed.record["alarms"][0]
+
+
+def test_latents_back_in_use_after_the_alarm_are_noted_once(caplog):
+    """A conv VAE on sprites collapses in its first epochs and uses its latents later: the alarm stays,
+    with the epoch it stopped holding."""
+    watch = CollapseWatch(10)
+    with caplog.at_level(logging.WARNING, logger="vaebench.metrics.collapse"):
+        assert "Posterior collapse" in watch.observe(2, {"active_units": 0})
+        watch.observe(3, {"active_units": 1})       # still within the limit of 1 of 10
+        watch.observe(7, {"active_units": 6})
+        watch.observe(8, {"active_units": 7})
+    (alarm,) = watch.record["alarms"]
+    assert alarm["epoch"] == 2 and alarm["recovered_epoch"] == 7 and alarm["in_use_at_recovery"] == 6
+    notes = [r.getMessage() for r in caplog.records if "back in use" in r.getMessage()]
+    assert len(notes) == 1 and "6 of 10 dimensions at epoch 7" in notes[0] and "alarm of epoch 2" in notes[0]
 
 
 # -- from the command line ----------------------------------------------------------------------------

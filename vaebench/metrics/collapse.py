@@ -10,7 +10,9 @@ thin (0.05 nats a dimension, so few dimensions pass KL_NATS) while the posterior
 (many active units); later both agree. The alarm sounds when, from epoch GRACE_EPOCHS on, the
 dimensions in use are at most NEVER_FRACTION of the latent size: "fell" when the run once had
 more, "never rose" otherwise. An objective that holds the KL down by design at first (capacity,
-while C rises) gets its schedule's epochs as grace.
+while C rises) gets its schedule's epochs as grace. A run whose latents come back into use after the
+alarm (a conv VAE on sprites uses them only after its first epochs) gets a note saying so, and the
+alarm in metrics.json its `recovered_epoch`: the alarm was right about its epoch, not about the end.
 
 A healthy default run (`vaebench train`: 50 epochs of the MLP VAE on mnist5k, 40 latents) has
 21 and 23 in use in its first two epochs and 39-40 active units with ~20 informative dimensions from
@@ -78,7 +80,10 @@ class CollapseWatch:
         self.record["peak"] = max(self.record["peak"], in_use)
         grace = max(GRACE_EPOCHS, int(self.settings.get("schedule_epochs") or 0))
         finding = collapse_finding(in_use, self.record["peak"], self.latent_dim, epoch, grace)
-        if finding is None or self.record["alarms"]:
+        if self.record["alarms"]:
+            self._note_recovery(epoch, in_use, counts)
+            return None
+        if finding is None:
             return None
         numbers = ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in counts.items())
         message = (f"Posterior collapse: {finding} ({numbers} on validation; in use: an active unit or "
@@ -88,6 +93,16 @@ class CollapseWatch:
                                       "peak": self.record["peak"], **counts, "message": message})
         log.warning(message)
         return message
+
+    def _note_recovery(self, epoch: int, in_use: int, counts: dict) -> None:
+        alarm = self.record["alarms"][-1]
+        if "recovered_epoch" in alarm or in_use <= collapse_limit(self.latent_dim):
+            return
+        alarm.update(recovered_epoch=epoch, in_use_at_recovery=in_use)
+        numbers = ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in counts.items())
+        log.warning(f"The latents are back in use: {in_use} of {self.latent_dim} dimensions at epoch {epoch} "
+                    f"({numbers} on validation), above the collapse limit of {collapse_limit(self.latent_dim)}; "
+                    f"the posterior-collapse alarm of epoch {alarm['epoch']} held then, not now.")
 
 
 def advice(settings: dict) -> str:
