@@ -35,7 +35,7 @@ GAPS = {"test_posterior_kl_of_gap_points": "posterior KL", "test_amortization_ga
 
 
 def runs_by_place(folders: list[Path]) -> dict:
-    """{place name: {seed: (row, folder)}}, in the axis's order."""
+    """{(x, place name): {seed: (row, folder)}}, in the axis's order."""
     found = {}
     for folder in folders:
         runs, _ = collect_runs(folder)
@@ -47,7 +47,7 @@ def runs_by_place(folders: list[Path]) -> dict:
             where = place(row)
             if where is not None:
                 found.setdefault((where.x, where.name), {})[row.get("seed")] = (row, folder / run.folder)
-    return {name: seeds for (_, name), seeds in sorted(found.items())}
+    return dict(sorted(found.items()))
 
 
 def later_gaps(run_dir: Path) -> dict:
@@ -89,29 +89,33 @@ def main(folders: list[Path]) -> None:
     places = runs_by_place(folders)
     print("| prior | K | seeds | best epoch / stopped at | " + " | ".join(TERMS.values()) + " |")
     print("|---|---:|---:|---|" + "---:|" * len(TERMS))
-    for name, seeds in places.items():
+    for (_, name), seeds in places.items():
         rows = [row for row, _ in seeds.values()]
         where = place(rows[0])
         epochs = ", ".join(f"{row['best_epoch']}/{row['epochs']}" for row in rows)
         cells = [spread([float(row[term]) for row in rows], 1 if term == "test_active_units" else 2) for term in TERMS]
         print(f"| {name} | {where.k} | {len(rows)} | {epochs} | " + " | ".join(cells) + " |")
 
-    best = max(places, key=lambda name: statistics.fmean(row["test_log_likelihood"] for row, _ in places[name].values()))
+    def label(key: tuple) -> str:
+        seeds = places[key]
+        return f"{key[1]}, K = {place(next(iter(seeds.values()))[0]).k}" if place(next(iter(seeds.values()))[0]).k else key[1]
+
+    best = max(places, key=lambda key: statistics.fmean(row["test_log_likelihood"] for row, _ in places[key].values()))
     standard = next(iter(places))
     print("\nPaired test log p(x) differences (nats per point, ± SE):\n")
-    print(f"| prior | K | − {standard} | − {best} (best mean) |")
+    print(f"| prior | K | − {label(standard)} | − {label(best)} (best mean) |")
     print("|---|---:|---|---|")
-    for name, seeds in places.items():
-        print(f"| {name} | {place(next(iter(seeds.values()))[0]).k} | "
-              f"{paired(seeds, places[standard]) if name != standard else ''} | "
-              f"{paired(seeds, places[best]) if name != best else ''} |")
+    for key, seeds in places.items():
+        print(f"| {key[1]} | {place(next(iter(seeds.values()))[0]).k} | "
+              f"{paired(seeds, places[standard]) if key != standard else ''} | "
+              f"{paired(seeds, places[best]) if key != best else ''} |")
 
     if any(GAPS.keys() <= row.keys() for seeds in places.values() for row, _ in seeds.values()):
         print("\nInference gaps on the first test points (nats per point; mean ± sd over seeds, each seed's "
               "own ± SE over its points in brackets):\n")
         print("| prior | K | points | " + " | ".join(GAPS.values()) + " | steps |")
         print("|---|---:|---:|" + "---:|" * len(GAPS) + "---:|")
-        for name, seeds in places.items():
+        for (_, name), seeds in places.items():
             rows = [row for row, _ in seeds.values() if GAPS.keys() <= row.keys()]
             if not rows:
                 continue
@@ -120,7 +124,6 @@ def main(folders: list[Path]) -> None:
             steps = ", ".join(str(row["test_inference_gap_steps"]) for row in rows)
             print(f"| {name} | {place(rows[0]).k} | {rows[0]['test_inference_gap_points']} | " + " | ".join(cells)
                   + f" | {steps} |")
-
 
 if __name__ == "__main__":
     main([Path(arg) for arg in sys.argv[1:]])
