@@ -64,9 +64,11 @@ def configurations(rows: list[dict], varied: list[str]) -> dict[tuple, list[dict
 
 
 def labels(groups: dict[tuple, list[dict]]) -> dict[tuple, str]:
-    """Short names ('VampPrior K=500', 'beta=4'), or every varied setting where short names collide."""
+    """Short names ('VampPrior K=500', 'VampPrior K=500, training points' for fixed pseudo-inputs taken from
+    the data, 'beta=4'), or every varied setting where short names collide."""
     def short(config: tuple, row: dict) -> str:
-        parts = [prior_label(row)] if any(key == "prior" or key.startswith("prior.") for key, _ in config) else []
+        fixed = ", training points" if row.get("prior.learn_inputs") is False and row.get("prior.init") == "data" else ""
+        parts = [prior_label(row) + fixed] if any(key == "prior" or key.startswith("prior.") for key, _ in config) else []
         parts += [f"{short_name(key)}={setting_text(value)}" for key, value in config
                   if not (key == "prior" or key.startswith("prior.") or key == "spectrum") and value is not None]
         return ", ".join(parts) or "the runs"
