@@ -15,14 +15,11 @@ evaluation's otherwise).
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from vaebench.report.paired import paired_mean_and_se
+from vaebench.report.paired import difference_over_seeds
 from vaebench.report.prior_axis import place
 from vaebench.report.runs import collect_runs, table_row
 from vaebench.run.per_point import load_points
@@ -69,20 +66,17 @@ def spread(values: list[float], digits: int = 2) -> str:
 
 def paired(mine: dict, reference: dict, term: str = "log_likelihood") -> str:
     """mine − reference in `term` on the test points, over the seeds both have on the same points."""
-    per_seed = []
-    for seed in sorted(set(mine) & set(reference)):
-        a, b = load_points(mine[seed][1]), load_points(reference[seed][1])
-        if a is not None and b is not None and a[0] == b[0]:
-            per_seed.append(paired_mean_and_se(a[1][term], b[1][term]))
-    if not per_seed:
+    found = difference_over_seeds(kept_points(mine), kept_points(reference), term)
+    if found is None:
         return "not paired"
-    if len(per_seed) == 1:
-        (mean, se), how = per_seed[0], "1 seed, points only"
-    else:
-        means = np.array([m for m, _ in per_seed])
-        mean, se, how = means.mean(), means.std(ddof=1) / math.sqrt(len(means)), f"{len(means)} seeds"
+    mean, se, how = found
     flag = "" if abs(mean) >= 2 * se else " (within 2 SE)"
-    return f"{mean:+.2f} ± {se:.2f}{flag}, {how}"
+    return f"{mean:+.2f} ± {se:.2f}{flag}, {how.split(',')[0]}"
+
+
+def kept_points(seeds: dict) -> dict:
+    """{seed: (points_id, values)} of the runs that kept their test points."""
+    return {seed: points for seed, (_, folder) in seeds.items() if (points := load_points(folder)) is not None}
 
 
 def main(folders: list[Path]) -> None:

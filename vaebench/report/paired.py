@@ -92,24 +92,38 @@ def paired_differences(rows: list[dict], varied: list[str], sweep_dir: Path) -> 
     found, notes = [], []
     for config, config_rows in others:
         mine = _points_by_seed(config_rows, sweep_dir)
-        shared = [seed for seed in mine if seed in reference and mine[seed][0] == reference[seed][0]]
-        if not shared:
+        if not shared_seeds(mine, reference):
             notes.append(f"{names[config]} is not compared with {names[reference_config]}: no seed of the two "
                          f"was scored on the same test points (or a run kept no test_points.npz).")
             continue
         for term in TERMS:
-            if not all(term in mine[seed][1] and term in reference[seed][1] for seed in shared):
+            found_term = difference_over_seeds(mine, reference, term)
+            if found_term is None:
                 continue
-            per_seed = [paired_mean_and_se(mine[seed][1][term], reference[seed][1][term]) for seed in shared]
-            if len(per_seed) == 1:
-                (mean, se), points = per_seed[0], len(mine[shared[0]][1][term])
-                how = f"paired, {points:,} points"
-            else:
-                means = np.array([mean for mean, _ in per_seed])
-                mean, se = float(means.mean()), float(means.std(ddof=1) / math.sqrt(len(means)))
-                how = f"{len(means)} seeds, paired on each seed's points"
+            mean, se, how = found_term
             found.append(Difference(names[config], names[reference_config], term, mean, se, how))
     return found, notes
+
+
+def shared_seeds(mine: dict, reference: dict) -> list:
+    """The seeds whose runs of both were scored on the same points ({seed: (points_id, values)} each)."""
+    return [seed for seed in mine if seed in reference and mine[seed][0] == reference[seed][0]]
+
+
+def difference_over_seeds(mine: dict, reference: dict, term: str) -> tuple[float, float, str] | None:
+    """mine − reference in `term` on the points they share: over one seed, paired over its points; over
+    several, the mean of the seeds' paired differences with the SE of that mean (sd / sqrt(seeds)).
+    None where no shared seed kept the term."""
+    shared = shared_seeds(mine, reference)
+    if not shared or not all(term in mine[seed][1] and term in reference[seed][1] for seed in shared):
+        return None
+    per_seed = [paired_mean_and_se(mine[seed][1][term], reference[seed][1][term]) for seed in shared]
+    if len(per_seed) == 1:
+        (mean, se), points = per_seed[0], len(mine[shared[0]][1][term])
+        return mean, se, f"paired, {points:,} points"
+    means = np.array([mean for mean, _ in per_seed])
+    return float(means.mean()), float(means.std(ddof=1) / math.sqrt(len(means))), \
+        f"{len(means)} seeds, paired on each seed's points"
 
 
 def _points_by_seed(rows: list[dict], sweep_dir: Path) -> dict:
