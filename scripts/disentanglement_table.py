@@ -2,7 +2,9 @@
 ELBO) of a finished sweep, by beta and objective, as mean ± s.d. over the seeds (the runs themselves
 in brackets); then each beta's difference from the smallest beta of its objective, paired by seed (the
 same seed: the same split, initial weights and batches), as the mean of the seeds' differences ± its
-SE (sd / sqrt(seeds)), marked where it is within 2 SE of 0.
+SE (sd / sqrt(seeds)), tested against 0 as `vaebench report` tests it (report/significance.py: a
+two-sided t test with seeds − 1 degrees of freedom, * where p < 0.05), with the seeds a difference not
+told apart would need at its size and spread; a seed that only one beta has is named, not dropped.
 
     python scripts/disentanglement_table.py outputs/multirun/DATE/TIME
 """
@@ -14,6 +16,8 @@ import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+from vaebench.report.significance import TTest, legend, seeds_text
 
 COLUMNS = {"MIG": ("disentanglement", "mig"), "FactorVAE": ("disentanglement", "factor_vae_score"),
            "DCI-D": ("disentanglement", "dci_disentanglement"), "DCI-C": ("disentanglement", "dci_completeness"),
@@ -34,7 +38,10 @@ def main(sweep_dir: Path) -> None:
     for (objective, beta), records in sorted(groups.items()):
         cells = []
         for block, term in COLUMNS.values():
-            values = [float(r[block][term]) for r in records]
+            values = [v for r in records if (v := value(r, block, term)) is not None]
+            if not values:
+                cells.append("-")
+                continue
             digits = 1 if block == "val" else 2
             mean = statistics.fmean(values)
             spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
@@ -44,25 +51,49 @@ def main(sweep_dir: Path) -> None:
     print(paired_table(groups))
 
 
+def value(record: dict, block: str, term: str) -> float | None:
+    found = (record.get(block) or {}).get(term)
+    return float(found) if found is not None else None
+
+
 def paired_table(groups: dict) -> str:
     lines = ["", "| objective | β − β₀ | seeds | " + " | ".join(COLUMNS) + " |", "|---|---|---:|" + "---:|" * len(COLUMNS)]
+    tests, needs, left_out = [], [], []
     for (objective, beta), records in sorted(groups.items()):
         base_beta = min(b for o, b in groups if o == objective)
         if beta == base_beta:
             continue
         base = {r["config"]["seed"]: r for r in groups[(objective, base_beta)]}
-        pairs = [(r, base[r["config"]["seed"]]) for r in records if r["config"]["seed"] in base]
+        mine = {r["config"]["seed"]: r for r in records}
+        pairs = [(mine[seed], base[seed]) for seed in mine if seed in base]
+        name = f"{objective} β {beta:g} − {base_beta:g}"
+        left_out += [f"{name}: seed {seed} has no run at β {base_beta:g}" for seed in mine if seed not in base]
+        left_out += [f"{name}: seed {seed} has no run at β {beta:g}" for seed in base if seed not in mine]
         cells = []
-        for block, term in COLUMNS.values():
-            differences = [float(r[block][term]) - float(b[block][term]) for r, b in pairs]
-            mean, digits = statistics.fmean(differences), 2 if block == "val" else 3
-            if len(differences) < 2:
-                cells.append(f"{mean:+.{digits}f}")
+        for column, (block, term) in COLUMNS.items():
+            differences = []
+            for r, b in pairs:
+                lacking = [f"β {float(record['config']['beta']):g}" for record in (r, b) if value(record, block, term) is None]
+                if lacking:
+                    left_out.append(f"{name} {column}: seed {r['config']['seed']}'s run at {' and '.join(lacking)} "
+                                    "did not record it")
+                else:
+                    differences.append(value(r, block, term) - value(b, block, term))
+            if not differences:
+                cells.append("-")
                 continue
-            se = statistics.stdev(differences) / len(differences) ** 0.5
-            cells.append(f"{mean:+.{digits}f} ± {se:.{digits}f}" + (" ~" if abs(mean) < 2 * se else ""))
+            test = TTest.of(differences, "seed")
+            digits = 2 if block == "val" else 3
+            cells.append(test.text(digits) if len(differences) > 1 else f"{test.mean:+.{digits}f}")
+            tests.append(test)
+            if test.testable and not test.real:
+                needs.append(f"{name} {column} {seeds_text(test)}")
         lines.append(f"| {objective} | {beta:g} − {base_beta:g} | {len(pairs)} | " + " | ".join(cells) + " |")
-    lines.append("\n~: within 2 SE of 0, not told apart from noise.")
+    lines.append(f"\n{legend(tests)}.")
+    if needs:
+        lines.append("Seeds a difference of that size would need to pass, at its seeds' spread: " + "; ".join(needs) + ".")
+    if left_out:
+        lines.append("Left out of the pairs: " + "; ".join(left_out) + ".")
     return "\n".join(lines)
 
 

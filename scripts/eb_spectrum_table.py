@@ -7,7 +7,10 @@ Per place: when each seed's run stopped, the test terms as mean ± sd over seeds
 differences on the test points (test_points.npz) from the standard prior and from the place with the
 best test log p(x). A difference over several seeds is the mean of the seeds' paired differences with
 the SE of that mean (sd / sqrt(seeds)), which counts training's noise; over one seed it is paired over
-that seed's points only (the points' noise, not training's), and the table says which. The inference
+that seed's points only (the points' noise, not training's), and the table says which. Each is tested
+against 0 as `vaebench report` tests it (report/significance.py: two-sided t, seeds − 1 or points − 1
+degrees of freedom; * where p < 0.05), with the seeds a difference of its size would need, and the
+seeds left out of it named. The inference
 gaps come from each run's latest `vaebench eval RUN eval.max_points=100` where it has one (the final
 evaluation's otherwise).
 """
@@ -19,10 +22,10 @@ import statistics
 import sys
 from pathlib import Path
 
-from vaebench.report.paired import difference_over_seeds
+from vaebench.report.paired import compare, kept_points
 from vaebench.report.prior_axis import place
 from vaebench.report.runs import collect_runs, table_row
-from vaebench.run.per_point import load_points
+from vaebench.report.significance import seeds_text
 
 TERMS = {"test_log_likelihood": "test log p(x)", "test_elbo": "test ELBO", "elbo_gap": "train − test ELBO",
          "train_kl": "train KL", "train_mutual_info": "train I(n;z)", "train_marginal_kl": "train KL(q(z) ‖ p(z))",
@@ -66,17 +69,17 @@ def spread(values: list[float], digits: int = 2) -> str:
 
 def paired(mine: dict, reference: dict, term: str = "log_likelihood") -> str:
     """mine − reference in `term` on the test points, over the seeds both have on the same points."""
-    found = difference_over_seeds(kept_points(mine), kept_points(reference), term)
-    if found is None:
-        return "not paired"
-    mean, se, how = found
-    flag = "" if abs(mean) >= 2 * se else " (within 2 SE)"
-    return f"{mean:+.2f} ± {se:.2f}{flag}, {how.split(',')[0]}"
+    test, how, left_out = compare(points_of(mine), points_of(reference), term, ("this place", "the other"))
+    if test is None:
+        return "not paired: " + "; ".join(left_out)
+    needs = f"; seeds needed: {seeds_text(test)}" if test.unit == "seed" and not test.real else ""
+    without = f"; without {'; '.join(left_out)}" if left_out else ""
+    return f"{test.text()}, {how.split(',')[0]}: {test.verdict()}{needs}{without}"
 
 
-def kept_points(seeds: dict) -> dict:
-    """{seed: (points_id, values)} of the runs that kept their test points."""
-    return {seed: points for seed, (_, folder) in seeds.items() if (points := load_points(folder)) is not None}
+def points_of(seeds: dict) -> dict:
+    """{seed: SeedPoints or None} of a place's runs."""
+    return {seed: kept_points(folder, row) for seed, (row, folder) in seeds.items()}
 
 
 def main(folders: list[Path]) -> None:
@@ -96,7 +99,7 @@ def main(folders: list[Path]) -> None:
 
     best = max(places, key=lambda key: statistics.fmean(row["test_log_likelihood"] for row, _ in places[key].values()))
     standard = next(iter(places))
-    print("\nPaired test log p(x) differences (nats per point, ± SE):\n")
+    print("\nPaired test log p(x) differences (nats per point, ± SE; * p < 0.05, two-sided t):\n")
     print(f"| prior | K | − {label(standard)} | − {label(best)} (best mean) |")
     print("|---|---:|---|---|")
     for key, seeds in places.items():

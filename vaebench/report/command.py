@@ -12,7 +12,8 @@ console table, report.csv and report.md, and the figures that compare the runs' 
 - disentanglement_vs_<key>.png and factor_traversals.png (disentanglement.py) on data with known factors.
 
 Below the table, each configuration's paired differences from the sweep's first on the test points
-they share, with paired SEs, also drawn as paired_differences.png (paired.py). The report reads what differs between the runs from their
+they share, with paired SEs and a t test of each (significance.py), also drawn as
+paired_differences.png (paired.py). The report reads what differs between the runs from their
 configs (settings.py). A sweep still
 running works: runs that have not completed are counted and left out.
 """
