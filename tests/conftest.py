@@ -29,7 +29,8 @@ TINY = [
 ]
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, check: bool = True, env: dict | None = None
+            ) -> subprocess.CompletedProcess:
     """`vaebench ARGS` as a user types it, from `cwd`; returns the finished process.
 
     `vaebench train` runs in a subprocess of its own: Hydra configures the process's logging and
@@ -40,13 +41,39 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300, check: bool = True
         proc = _run_in_process(args, cwd)
     else:
         # One thread: tiny models run faster without OpenMP's fan-out, and parallel tests do not thrash.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1", **(env or {})}
         proc = subprocess.run(
             [sys.executable, "-m", "vaebench.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
             timeout=timeout,
         )
     if check and proc.returncode != 0:
         raise AssertionError(f"vaebench {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+# `vaebench ARGS` that sends itself SIGTERM (what a cluster's preemption sends) right after training step
+# AT: the stop lands at the same step on any machine.
+_STOPPED_AFTER = """
+import os, signal, sys
+from vaebench.run.trainer import Trainer
+step = Trainer.train_step
+def train_step_then_stop(self, *args, **kwargs):
+    out = step(self, *args, **kwargs)
+    if self.progress.step + 1 == {at}:  # the step just taken; the loop counts it next, then sees the signal
+        os.kill(os.getpid(), signal.SIGTERM)
+    return out
+Trainer.train_step = train_step_then_stop
+from vaebench.cli import main
+main(sys.argv[1:])
+"""
+
+
+def run_cli_stopped_after(step: int, args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`vaebench ARGS`, stopped by SIGTERM after training step `step`; it must stop as an interrupted run does."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1", **(env or {})}
+    proc = subprocess.run([sys.executable, "-c", _STOPPED_AFTER.format(at=step), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
     return proc
 
 

@@ -63,16 +63,17 @@ def test_a_traced_step_gives_the_eager_numbers(model_name, prior, objective):
     assert_same(eager, loss_sums_and_gradients(traced, step, x))
 
 
-def test_the_compiled_step_gives_the_eager_numbers(monkeypatch):
-    """The real thing, inductor's generated kernels, on the VampPrior MLP (about 20 s of compiling);
-    inductor draws its own random numbers unless told to take eager's."""
-    import torch._inductor.config as inductor
-
-    monkeypatch.setattr(inductor, "fallback_random", True)
+def test_the_compiled_step_draws_what_the_eager_step_draws():
+    """The real thing, inductor's generated kernels, on the VampPrior MLP (about 20 s of compiling), as
+    a run compiles it: the same random draws as the eager step (its numbers within rounding) and the
+    generator left in the same state, so that compiled or not changes no draw of the run."""
     torch._dynamo.reset()
     step, x = tiny_step("mlp", "vamp", "elbo")
     eager = loss_sums_and_gradients(step._loss, step, x)
-    assert_same(eager, loss_sums_and_gradients(compiled.CompiledOrEager(step._loss, first_call_eager=False), step, x))
+    eager_state = torch.get_rng_state()
+    compiled_ = loss_sums_and_gradients(compiled.CompiledOrEager(step._loss), step, x)
+    assert_same(eager, compiled_)
+    assert torch.equal(torch.get_rng_state(), eager_state)
 
 
 @pytest.mark.parametrize("steps_left,decision", [(60, False), (2_000_000, True)])
@@ -90,8 +91,21 @@ def test_auto_switches_the_step_to_compiled_after_its_timed_steps(monkeypatch):
     step, x = tiny_step("mlp", "standard", "elbo")
     step.plan = CompilePlan(lambda: 10**9, torch.device("cpu"))
     seen = []
-    monkeypatch.setattr("vaebench.run.step.CompiledOrEager", lambda fn, first_call_eager=True: seen.append(fn) or fn)
+    monkeypatch.setattr("vaebench.run.step.CompiledOrEager", lambda fn: seen.append(fn) or fn)
     for _ in range(compiled.TIMED_STEPS):
         assert step.loss_fn == step._loss  # eager while it times
         step(x, torch.ones(()))
-    assert seen == [step._loss] and step.plan is None
+    assert seen == [step._loss] and step.plan is None and step.compile_record() == {"compiled": True, "timed_s": []}
+
+
+def test_a_resumed_step_keeps_the_decision_of_the_run_it_continues(monkeypatch):
+    monkeypatch.setattr("vaebench.run.step.CompiledOrEager", lambda fn: ("compiled", fn))
+    step, x = tiny_step("mlp", "standard", "elbo")
+    step.setting, step.remaining_steps = "auto", lambda: 10**9
+    step.keep_decision({"compiled": False, "timed_s": []})
+    assert step.loss_fn == step._loss and step.plan is None and step.compiled is False
+    step.keep_decision({"compiled": True, "timed_s": []})
+    assert step.loss_fn == ("compiled", step._loss) and step.compiled is True
+    step.compiled = None
+    step.keep_decision({"compiled": None, "timed_s": [0.01] * 5})  # stopped while it timed: it times on from 5
+    assert step.plan.seconds == [0.01] * 5 and step.loss_fn == step._loss

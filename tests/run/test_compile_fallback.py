@@ -7,11 +7,11 @@ import torch
 from vaebench.run.compiled import CompiledOrEager
 
 
-def _fails_at_compile(fn):
+def _fails_at_compile(fn, **options):
     raise RuntimeError("torch.compile is not supported on this platform")
 
 
-def _fails_at_first_call(fn):
+def _fails_at_first_call(fn, **options):
     def compiled(*args):
         raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\n\nSet TORCHDYNAMO_VERBOSE=1 for more")
     return compiled

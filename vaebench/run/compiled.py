@@ -30,19 +30,33 @@ TIMED_STEPS = 20
 class CompiledOrEager:
     """`fn` through torch.compile, or `fn` itself once compiling fails: at torch.compile() or at any
     call, since compilation is lazy (a missing C++ compiler shows only at the first step). One line
-    on stderr says why. The first call runs eagerly: it fills what the step looks up once (the KL
-    function of its pair of distributions), so that the step compiles into one graph, once."""
+    on stderr says why.
 
-    def __init__(self, fn, first_call_eager: bool = True):
-        self.fn, self.compiled, self.calls = fn, None, 0 if first_call_eager else 1
+    What makes a compiled run's numbers its own, step for step, however often it is resumed: inductor
+    draws with eager's random ops (`fallback_random`: the same draws as an eager step, and the same
+    generator state after it), every call from the first is compiled, and each batch shape gets its own
+    static graph (`dynamic=False`: which kernels a shape runs does not depend on the shapes seen before).
+    Before its first compiled call `fn` runs once eagerly, without gradients and with the random streams
+    put back: that fills what the step looks up once (the KL function of its pair of distributions), so
+    that it compiles into one graph."""
+
+    def __init__(self, fn):
+        self.fn, self.compiled, self.primed = fn, None, False
         try:
-            self.compiled = torch.compile(fn)
+            import torch._inductor.config as inductor
+
+            inductor.fallback_random = True
+            self.compiled = torch.compile(fn, dynamic=False)
         except Exception as err:  # e.g. an unsupported platform or Python version
             self._fall_back(err)
 
     def __call__(self, *args):
-        self.calls += 1
-        if self.compiled is not None and self.calls > 1:
+        if self.compiled is not None:
+            if not self.primed:
+                cuda = [a.device for a in args if isinstance(a, torch.Tensor) and a.device.type == "cuda"]
+                with torch.no_grad(), torch.random.fork_rng(devices=cuda[:1]):
+                    self.fn(*args)
+                self.primed = True
             try:
                 return self.compiled(*args)
             except Exception as err:  # e.g. no working C++ compiler; an error of fn itself recurs below
@@ -52,16 +66,17 @@ class CompiledOrEager:
     def _fall_back(self, err: Exception) -> None:
         self.compiled = None
         reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
-        print(f"trainer.compile=true: torch.compile failed ({reason.strip()}); training uncompiled.", file=sys.stderr)
+        print(f"trainer.compile: torch.compile failed ({reason.strip()}); training uncompiled.", file=sys.stderr)
 
 
 class CompilePlan:
     """`trainer.compile=auto`: times the first TIMED_STEPS eager steps (the first, which warms up, left
     out), then says whether the rest of the run is long enough for a compile to pay PAYBACK times over."""
 
-    def __init__(self, remaining_steps, device: torch.device):
+    def __init__(self, remaining_steps, device: torch.device, seconds: list[float] = ()):
+        """`seconds`: the steps a run stopped before its decision had timed, from its checkpoint."""
         self.remaining_steps, self.device = remaining_steps, device
-        self.seconds: list[float] = []
+        self.seconds: list[float] = list(seconds)
 
     def observe(self, seconds: float) -> bool | None:
         """One eager step's time; None until the plan decides, then whether to compile."""

@@ -27,6 +27,7 @@ from vaebench.run.final_evaluation import discard_record, final_metrics
 from vaebench.run.training_state import stop_reason
 from vaebench.run.naming import DISENTANGLEMENT_HPARAMS, HPARAMS_METRICS, board_name, hparams
 from vaebench.run.record import tell_failure, write_json
+from vaebench.run.requeue import this_job
 from vaebench.run.threads import share_for
 from vaebench.run.trainer import Stop, Trainer
 from vaebench.run.training_state import restore_training_state
@@ -36,8 +37,9 @@ from vaebench.views.summary import disentanglement_lines, final_table_lines, fin
 
 log = logging.getLogger(__name__)  # the console and the run folder's train.log (conf/config.yaml)
 
-# Keys a resumed run may change; everything else defines the experiment and comes from its checkpoint.
-RESUMABLE_PREFIXES = ("trainer.", "eval.", "resume")
+# What a resume may change: how long the run trains, how it is evaluated, and its threads (said, with what
+# that costs: `threads.CpuShare.settle`). Everything else defines the run and comes from its checkpoint.
+RESUMABLE = ("trainer.epochs", "trainer.patience", "trainer.log_every", "trainer.threads", "eval.*")
 
 
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, axes: set[str] = frozenset(),
@@ -57,8 +59,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
     data = build_dataset(cfg.dataset, int(cfg.seed), entry_of("dataset", choices)).to(device)
     model = build_model(cfg, data.data_shape, data.scored("train"), choices).to(device)
     validate_data(model, data, choices)
-    log.info(cpu_share.start())
-    threads = {"threads": torch.get_num_threads(), "threads_why": cpu_share.plan.why}
+    log.info(cpu_share.start(saved=state.get("threads") if state else None))
     with torch.no_grad():
         for note in prior_notes(model.prior(), entry_of("prior", choices, type(model.prior).__name__)):
             log.info(note)
@@ -86,7 +87,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
             board.scalars("val", {"informative_dims": dimensions_in_use(val_terms)["informative_dims"]}, trainer.progress.step)
 
     trainer = Trainer(model, data, cfg, run_dir, board, on_evaluation, objective=objective, cpu_share=cpu_share,
-                      extra_state={"board_dir": board_dir.name, "collapse_watch": collapse.record, "restarts": restarts})
+                      extra_state={"board_dir": board_dir.name, "collapse_watch": collapse.record, "restarts": restarts,
+                                   "job": this_job()})
     if state:
         restore_training_state(trainer, state)
         how = f"Restarted by the job scheduler (restart {restarts}): resuming" if restarted else "Resuming"
@@ -95,6 +97,14 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
         params, varied = hparams(cfg, choices, model, overrides, axes)
         board.hparams(params, {**HPARAMS_METRICS, **(DISENTANGLEMENT_HPARAMS if data.factors is not None else {})},
                       varied=varied)
+    for line in trainer.settle_threads():
+        log.info(line)
+    if cpu_share.follows_load:
+        logging.getLogger("vaebench.record").info(
+            f"Threads: this run's training step gives the same numbers at 1 and {cpu_share.threads} threads (checked), "
+            "so its training may take fewer while other work keeps its CPUs busy; what it records uses "
+            f"{cpu_share.threads}.")
+    threads = {"threads": cpu_share.threads, "threads_why": cpu_share.plan.why, "threads_follow_load": cpu_share.follows_load}
     what = (f"{entry_of('model', choices, type(model).__name__)} with {entry_of('prior', choices, type(model.prior).__name__)}, "
             f"{_objective_text(cfg, choices)}, beta={cfg.beta}, on {entry_of('dataset', choices, data.name)} "
             f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) on {device}")
@@ -128,9 +138,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
 
     log.info(f"Evaluating the best checkpoint (epoch {trainer.progress.best_epoch}): every term and the ELBO "
              f"surgery on train, val and test, log p(x) from {cfg.eval.iw_samples} importance samples on test.")
-    cpu_share.adjust()
-    metrics = final_metrics(model, data, cfg, run_dir, device)
-    metrics.update(disentanglement_record(model, data, cfg, board, trainer.progress.step))
+    with cpu_share.recording():
+        metrics = final_metrics(model, data, cfg, run_dir, device)
+        metrics.update(disentanglement_record(model, data, cfg, board, trainer.progress.step))
     board.single_values("final", {tag: metrics[split][term] for tag in HPARAMS_METRICS
                                   for split, term in [tag.split("/")] if term in metrics[split]}, trainer.progress.step)
     board.text("summary", final_table_markdown(metrics, trainer.progress.best_epoch), trainer.progress.step)
@@ -156,24 +166,41 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
 
 
 def _resumed_config(state: dict, cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The run's saved config with what `overrides` may change (RESUMABLE); refused, naming every key,
+    where an override would change anything else. An override that gives the run's own value is no change
+    (a job scheduler's restart runs the run's own command again)."""
     saved = OmegaConf.create(saved_config(state["config"]))
+    changed = []
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
-        if not key.startswith(RESUMABLE_PREFIXES):
-            raise UserError(
-                f"{override!r} cannot change a resumed run: only trainer.* and eval.* settings may differ "
-                f"from the original run. Start a new run to change {key}."
-            )
-        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
-    old_batch, in_epoch = state["config"]["trainer"]["batch_size"], state["progress"]["batch_in_epoch"]
-    if in_epoch and saved.trainer.batch_size != old_batch:
-        # The epoch's remaining batches are counted in the old size: a new one would skip or repeat points.
+        if key == "resume":
+            continue
+        if resumable(key):
+            OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
+        elif _setting(cfg, key) != _setting(saved, key):
+            changed.append(f"{key}={_setting(cfg, key)} (the run's own: {key}={_setting(saved, key)})")
+    if changed:
+        keys = [c.split("=", 1)[0] for c in changed]
         raise UserError(
-            f"trainer.batch_size={saved.trainer.batch_size} cannot resume this run: it stopped in the middle of "
-            f"an epoch ({in_epoch} batches of {old_batch} taken). Resume with trainer.batch_size={old_batch}, "
-            "or without trainer.batch_size, which keeps the run's own."
+            f"{'; '.join(changed)}: {'this changes' if len(changed) == 1 else 'these change'} what the run is, so a "
+            f"resume cannot take {'it' if len(changed) == 1 else 'them'}. A resume may change only "
+            f"{', '.join(RESUMABLE)}. Start a new run to change {', '.join(keys)}, or resume without "
+            f"{'it' if len(changed) == 1 else 'them'}."
         )
     return saved
+
+
+def resumable(key: str) -> bool:
+    return key in RESUMABLE or any(key.startswith(r[:-1]) for r in RESUMABLE if r.endswith("*"))
+
+
+def _setting(cfg: DictConfig, key: str):
+    """A key's value as the user wrote it: a config group's choice (`prior` -> vamp), else the value."""
+    choices = cfg.get("choices") or {}
+    if key in choices:
+        return choices[key]
+    value = OmegaConf.select(cfg, key, default=None)
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def _objective_text(cfg: DictConfig, choices: dict) -> str:

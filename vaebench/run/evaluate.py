@@ -97,7 +97,7 @@ def evaluate_run(argv: list[str]) -> dict:
 
     started = time.perf_counter()
     _show_progress_lines()
-    logging.getLogger("vaebench").info(cpu_share.start())
+    logging.getLogger("vaebench").info(cpu_share.start(saved=state.get("threads")))  # the run's own count: its numbers
     with (EvaluationProgress(len(x), f"{split} log p(x), {cfg.eval.iw_samples} samples per point") as likelihood,
           StagedProgress(f"{split} ") as stages):
         terms = split_report(model, x, cfg.eval.batch_size, cfg.eval.iw_samples, cfg.eval.surgery_samples,

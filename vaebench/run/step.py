@@ -21,8 +21,40 @@ class TrainingStep:
         self.learned = [p for p in model.parameters() if p.requires_grad]
         # Steps taken, on the device for an objective with a schedule (capacity); the default step skips it.
         self.objective_step = torch.zeros((), device=device) if getattr(objective, "uses_step", False) else None
-        self.loss_fn = CompiledOrEager(self._loss) if compile is True else self._loss
-        self.plan = CompilePlan(remaining_steps, device) if compile == "auto" and remaining_steps else None
+        self.setting, self.remaining_steps, self.device = compile, remaining_steps, device
+        self.loss_fn, self.plan, self.on_compile = self._loss, None, None
+        self.compiled: bool | None = False  # None while `auto` times its first steps
+        self.keep_decision(None)
+
+    def keep_decision(self, saved: dict | None) -> None:
+        """Compiled or eager as `saved` (`compile_record()` of the run this step continues) decided, so
+        that a resumed run takes the path it was on; timing on where it had not decided yet."""
+        decided = (saved or {}).get("compiled")
+        if self.setting is True or (self.setting == "auto" and decided is True):
+            if self.compiled is not True:
+                self._compile()
+        elif self.setting == "auto" and decided is None and self.remaining_steps:
+            self.loss_fn, self.compiled = self._loss, None
+            self.plan = CompilePlan(self.remaining_steps, self.device, (saved or {}).get("timed_s", ()))
+        else:
+            self.loss_fn, self.compiled, self.plan = self._loss, False, None
+
+    def _compile(self) -> None:
+        self.compiled = True
+        if self.on_compile is not None:
+            self.on_compile()
+        self.loss_fn = CompiledOrEager(self._loss)
+
+    def compile_record(self) -> dict:
+        """What a checkpoint keeps of the compile decision: a resumed run takes the same path."""
+        return {"compiled": self.compiled, "timed_s": list(self.plan.seconds) if self.plan is not None else []}
+
+    def numbers(self, x: torch.Tensor, beta: torch.Tensor) -> list[torch.Tensor]:
+        """The eager step's loss, logged sums and gradients on `x`, with no update: what
+        `threads.numbers_depend_on_threads` compares (the caller puts the random streams back)."""
+        loss, _, sums = self._loss(x, beta)
+        gradients = torch.autograd.grad(loss, self.learned, allow_unused=True)
+        return [loss.detach(), sums, *(g for g in gradients if g is not None)]
 
     def _loss(self, x: torch.Tensor, beta: torch.Tensor):
         """The mean loss to differentiate, the names of what is logged, and [loss, *ELBO terms, *the
@@ -60,7 +92,9 @@ class TrainingStep:
         if decided is None:
             self.plan = plan
         elif decided:
-            self.loss_fn = CompiledOrEager(self._loss, first_call_eager=False)
+            self._compile()
+        else:
+            self.compiled = False
         return out
 
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vaebench.config.groups import GROUPS
 from vaebench.config.saved import config_dir
 from vaebench.errors import UserError
-from vaebench.run.compose import RESUMABLE_PREFIXES, run
+from vaebench.run.compose import run
 from vaebench.run.final_evaluation import RECORD_NAME
 from vaebench.run.naming import sweep_axes, sweep_size
 from vaebench.run.requeue import started_again
@@ -65,15 +65,21 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     cfg = with_choices(cfg, hydra_cfg.runtime.choices)
-    overrides, again = list(hydra_cfg.overrides.task), started_again(run_dir, cfg.resume)
+    overrides = list(hydra_cfg.overrides.task)
+    try:
+        again = started_again(run_dir, cfg.resume)
+    except UserError as err:  # another run's folder: refused, and that run's files left as they are
+        tell_failure(f"{err}\n")
+        if multirun:
+            return -math.inf
+        sys.exit(2)
     if again == "finished":
         logging.getLogger("vaebench").info(f"Started again by the job scheduler, but this run has ended "
                                            f"({recorded_status(run_dir)}, {run_dir}/metrics.json): nothing to do.")
         return sweep_objective(_recorded(run_dir))
-    if again == "resume":  # the same command in the same folder: what the checkpoint holds decides the run
+    if again == "resume":  # the same job's command in its own folder: the checkpoint continues
         with open_dict(cfg):
             cfg.resume = str(run_dir)
-        overrides = [o for o in overrides if o.split("=", 1)[0].lstrip("+~").startswith(RESUMABLE_PREFIXES)]
     try:
         with _sigterm_as_ctrl_c():
             result = run(cfg, run_dir, overrides, multirun, sweep_axes(hydra_cfg) if multirun else set(),

@@ -23,6 +23,7 @@ from vaebench.run.cpu_math import use_fast_cpu_math
 from vaebench.run.step_sums import StepSums
 from vaebench.run.stops import SignalCatcher, Stop, diverged, interrupted
 from vaebench.run.step import TrainingStep
+from vaebench.run.threads import numbers_depend_on_threads
 from vaebench.run.training_state import stop_reason, Progress, restore_training_state, training_state
 from vaebench.run.validation import EvaluationSchedule, epoch_means
 from vaebench.views.console import TrainingBar
@@ -41,7 +42,7 @@ class Trainer:
     extra_state: dict = field(default_factory=dict)  # saved with every checkpoint, e.g. the board's folder
     progress: Progress = field(default_factory=Progress)
     objective: object = None          # vaebench.objectives: what the step minimises; None: cfg.objective's
-    cpu_share: object = None          # run.threads.CpuShare: the thread count, adjusted at each epoch's end
+    cpu_share: object = None          # run.threads.CpuShare: the run's thread count, and what training may follow
 
     def __post_init__(self):
         self.device = self.data.train.device
@@ -58,6 +59,8 @@ class Trainer:
         self.step = TrainingStep(self.model, self.objective, float(self.cfg.trainer.lr), self.device, self.cfg.trainer.compile,
                                  remaining_steps=lambda: steps_in_run - self.progress.step - 1)
         self.optimizer, self.objective_step = self.step.optimizer, self.step.objective_step
+        if self.cpu_share is not None:
+            self.step.on_compile = self.cpu_share.stop_following
         bf16 = self.cfg.trainer.precision == "bf16" and self.device.type == "cuda"
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         self.schedule = EvaluationSchedule.of(self.cfg)
@@ -138,10 +141,11 @@ class Trainer:
         self.board.scalars("train", means, p.step)
         self.epoch_order, self.epoch_sums = None, None
         if self.schedule.due(p.epoch):
-            val = self.schedule.evaluate(self.model, self.data, self.objective, self.board, p.epoch, p.step)
-            if self.on_evaluation is not None:
-                with fixed_randomness(self.device):
-                    self.on_evaluation(self, val)
+            with self._recording():
+                val = self.schedule.evaluate(self.model, self.data, self.objective, self.board, p.epoch, p.step)
+                if self.on_evaluation is not None:
+                    with fixed_randomness(self.device):
+                        self.on_evaluation(self, val)
             val_elbo = float(val["elbo"])
             log.info(f"epoch {p.epoch:>4}/{self.cfg.trainer.epochs}  step {p.step:>7}  loss {means['loss']:9.3f}  "
                      f"train elbo {means['elbo']:9.3f}  val elbo {val_elbo:9.3f}  ({means['samples_per_s']:,.0f} samples/s)")
@@ -169,6 +173,30 @@ class Trainer:
 
     def load_state(self, state: dict) -> None:
         restore_training_state(self, state)
+
+    # -- threads -------------------------------------------------------------------------------
+    def settle_threads(self) -> list[str]:
+        """Checks once whether the eager training step gives other numbers at one thread than at the run's
+        count (or its checkpoint's, where a resume takes another), on each of its batch shapes (the last batch of an epoch may be shorter), and tells the
+        run's share; the lines to say. Not checked on a GPU, at one thread, or for a compiled step."""
+        share = self.cpu_share
+        if share is None:
+            return []
+        depends, most = None, max(share.threads, share.resumed_from or 1)
+        if self.device.type == "cpu" and most > 1 and self.step.compiled is not True:
+            n, batch = len(self.data.train), int(self.cfg.trainer.batch_size)
+            sizes = sorted({min(n, batch), n % batch or min(n, batch)})
+            beta = torch.ones((), device=self.device)
+
+            def numbers() -> list[torch.Tensor]:
+                with torch.random.fork_rng(devices=[]):  # the run's draws stay untouched
+                    return [t for size in sizes for t in self.step.numbers(self.data.train_batch(torch.arange(size)), beta)]
+
+            depends = numbers_depend_on_threads(numbers, (1, most))
+        return share.settle(depends, self.progress.step)
+
+    def _recording(self):
+        return self.cpu_share.recording() if self.cpu_share is not None else contextlib.nullcontext()
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save(self, name: str) -> None:

@@ -53,6 +53,8 @@ def training_state(trainer) -> dict:
         "order_generator": trainer.order_generator.get_state(),
         "rng": checkpoint.rng_state(),
         "config": OmegaConf.to_container(trainer.cfg, resolve=True),
+        "compile": trainer.step.compile_record(),
+        **({"threads": trainer.cpu_share.threads} if trainer.cpu_share is not None else {}),
         **trainer.extra_state,
     }
 
@@ -77,6 +79,7 @@ def restore_training_state(trainer, state: dict) -> None:
     trainer.order_generator.set_state(state["order_generator"])
     checkpoint.set_rng_state(state["rng"])
     trainer.saved_step = trainer.progress.step
+    trainer.step.keep_decision(state.get("compile"))
 
 
 def _per_point_sums(trainer, names: list[str], sums: torch.Tensor | None):
