@@ -6,6 +6,8 @@
 - surgery.py: the ELBO surgery against the exact aggregate posterior, TC, active units;
 - likelihood.py: the importance-weighted log p(x), with the ELBO and posterior KL of its samples;
 - diagnostics.py: all of it for one split of a trained model;
+- inference_gaps.py: the amortization and approximation gaps, from q* fitted per point by
+  per_point_lbfgs.py (one L-BFGS per point, batched);
 - disentanglement.py: MIG, FactorVAE score and DCI against known factors;
 - collapse.py: the posterior-collapse rule and its alarm.
 """

@@ -6,6 +6,8 @@ own) and a `Likelihood`; a config entry names it by its class (`_target_: vaeben
   config ships: `MLPVAE` (the VampPrior paper's), `ConvVAE`, `BurgessVAE` (64x64, Burgess et al. 2018).
 - hvae.py: `HVAE`, the two-level model of the VampPrior paper.
 - nets.py: encoders (returning q(z|x)), decoders, the `Likelihood` heads.
+- linear_gaussian.py: `LinearGaussianVAE`, a model whose exact posterior is a known correlated
+  Gaussian: the known answer that the inference gaps are checked against (not a config choice).
 """
 
 from vaebench.models.hvae import HVAE

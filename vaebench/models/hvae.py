@@ -36,10 +36,10 @@ class HVAE(LatentVariableModel):
         return self.encoder(x)
 
     def latents(self, x, p_z2, samples: int = 1, adjust=None):
-        """`adjust(name, q)`: the module's docstring (vae.py); q(z1|x,z2) reaches it with its batch
-        repeated `samples` times, sample-major."""
-        q_z2 = self.encode(x)
-        q_z2 = repeat_samples(q_z2 if adjust is None else adjust("z2", q_z2), samples)
+        """`adjust(name, q)`: the module's docstring (vae.py), for q(z2|x) and q(z1|x,z2) in turn."""
+        q_z2 = repeat_samples(self.encode(x), samples)
+        if adjust is not None:
+            q_z2 = adjust("z2", q_z2)
         z2 = q_z2.rsample()
         x_features = self.q_z1_x(x).repeat(samples, 1)
         q_z1 = self.q_z1_head(torch.cat([x_features, self.q_z1_z2(z2)], dim=-1))

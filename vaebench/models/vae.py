@@ -6,9 +6,10 @@ layer with its posterior and prior), `decode(latents) -> p(x|z)`, `sample_latent
 `latent_dim` (of the top layer, which the prior acts on). The prior is assigned after the model is
 built (`vaebench.config.components.build_model`): the VampPrior needs the model's encoder.
 
-`latents(x, p_z, samples, adjust)` hands each layer's posterior, by name, to `adjust(name, q) -> q'`
-before it samples, when given: the inference-gap metrics replace the encoder's answer for one point
-by a better one of the same family (`vaebench.metrics.inference_gaps`).
+`latents(x, p_z, samples, adjust)` hands each layer's posterior, by name and with its batch already
+repeated `samples` times (sample-major), to `adjust(name, q) -> q'`, when given, and draws that layer's
+sample as `q'.rsample()`: the inference-gap metrics replace the encoder's answer for one point by a
+better one of the same family, and draw it from noise they fix (`vaebench.metrics.inference_gaps`).
 """
 
 from __future__ import annotations
@@ -80,8 +81,9 @@ class VAE(LatentVariableModel):
         return self.encoder(x)
 
     def latents(self, x, p_z, samples: int = 1, adjust=None):
-        q = self.encode(x)
-        q = repeat_samples(q if adjust is None else adjust("z", q), samples)
+        q = repeat_samples(self.encode(x), samples)
+        if adjust is not None:
+            q = adjust("z", q)
         z = q.rsample()
         return z, {"z": (q, p_z, z)}
 

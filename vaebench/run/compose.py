@@ -29,7 +29,7 @@ from vaebench.run.naming import DISENTANGLEMENT_HPARAMS, HPARAMS_METRICS, board_
 from vaebench.run.record import tell_failure, write_json
 from vaebench.run.requeue import this_job
 from vaebench.run.threads import share_for
-from vaebench.run.trainer import Stop, Trainer
+from vaebench.run.trainer import Stop, Trainer, settle_threads
 from vaebench.run.training_state import restore_training_state
 from vaebench.views.board import Board
 from vaebench.views.pictures import log_pictures
@@ -97,7 +97,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
         params, varied = hparams(cfg, choices, model, overrides, axes)
         board.hparams(params, {**HPARAMS_METRICS, **(DISENTANGLEMENT_HPARAMS if data.factors is not None else {})},
                       varied=varied)
-    for line in trainer.settle_threads():
+    for line in settle_threads(trainer):
         log.info(line)
     if cpu_share.follows_load:
         logging.getLogger("vaebench.record").info(

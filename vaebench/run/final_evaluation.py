@@ -57,8 +57,10 @@ def final_metrics(model, data, cfg: DictConfig, run_dir: Path, device) -> dict:
         per_point.update(likelihood.pop(PER_POINT))
         metrics["test"] = {**metrics["test"], **likelihood}
         if cfg.eval.get("gap_points"):
-            metrics["test"].update(record.part("test_inference_gaps", lambda: inference_gaps_of_points(
-                model, data.test, per_point, int(cfg.eval.gap_points), cfg.eval.batch_size, "test")))
+            # the part's name says which q* it holds: a record kept by the Adam-fitted q* of before is not reused
+            metrics["test"].update(record.part("test_inference_gaps_by_lbfgs", lambda: inference_gaps_of_points(
+                model, data.test, per_point, int(cfg.eval.gap_points), cfg.eval.batch_size, "test"),
+                what="the test inference gaps"))
     if per_point:
         save_points(run_dir, data.scored("test"), per_point)
     return metrics
@@ -132,15 +134,16 @@ class EvaluationRecord:
         log.info(f"Resuming the final evaluation from {self.path.name}: every term and the surgery of "
                  f"{', '.join(splits)} are done{going_on}.")
 
-    def part(self, name: str, compute) -> dict[str, float]:
-        """The part `name`, from the record or computed now and kept."""
+    def part(self, name: str, compute, what: str | None = None) -> dict[str, float]:
+        """The part `name`, from the record or computed now and kept; `what` names it in the log (a
+        split's part: every term and its surgery)."""
         if name not in self.parts:
             started = time.perf_counter()
             self.parts[name] = compute()
             self.save()
             seconds = time.perf_counter() - started
             if seconds >= ANNOUNCE_AFTER_S:
-                log.info(f"Final evaluation: every term and the surgery of {name} done in {seconds:.0f} s.")
+                log.info(f"Final evaluation: {what or f'every term and the surgery of {name}'} done in {seconds:.0f} s.")
         return self.parts[name]
 
     def keep_partial(self, partial: dict) -> None:

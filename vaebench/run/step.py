@@ -13,8 +13,9 @@ from vaebench.run.compiled import CompilePlan, CompiledOrEager
 
 class TrainingStep:
     def __init__(self, model, objective, lr: float, device: torch.device, compile: bool | str = False,
-                 remaining_steps=None):
-        """`compile`: True, False or "auto" (`run.compiled.CompilePlan`, which asks `remaining_steps()`)."""
+                 remaining_steps=None, on_compile=None):
+        """`compile`: True, False or "auto" (`run.compiled.CompilePlan`, which asks `remaining_steps()`);
+        `on_compile()`: called as the step becomes compiled (the run's threads stop following the load)."""
         self.model, self.objective = model, objective
         # Fused Adam: the same update as the default, in one kernel per step instead of several per tensor.
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda") or None)
@@ -22,7 +23,7 @@ class TrainingStep:
         # Steps taken, on the device for an objective with a schedule (capacity); the default step skips it.
         self.objective_step = torch.zeros((), device=device) if getattr(objective, "uses_step", False) else None
         self.setting, self.remaining_steps, self.device = compile, remaining_steps, device
-        self.loss_fn, self.plan, self.on_compile = self._loss, None, None
+        self.loss_fn, self.plan, self.on_compile = self._loss, None, on_compile
         self.compiled: bool | None = False  # None while `auto` times its first steps
         self.keep_decision(None)
 

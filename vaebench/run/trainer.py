@@ -57,10 +57,9 @@ class Trainer:
             self.objective = _objective_of(self.cfg, self.model, self.data)
         steps_in_run = int(self.cfg.trainer.epochs) * math.ceil(len(self.data.train) / int(self.cfg.trainer.batch_size))
         self.step = TrainingStep(self.model, self.objective, float(self.cfg.trainer.lr), self.device, self.cfg.trainer.compile,
-                                 remaining_steps=lambda: steps_in_run - self.progress.step - 1)
+                                 remaining_steps=lambda: steps_in_run - self.progress.step - 1,
+                                 on_compile=getattr(self.cpu_share, "stop_following", None))
         self.optimizer, self.objective_step = self.step.optimizer, self.step.objective_step
-        if self.cpu_share is not None:
-            self.step.on_compile = self.cpu_share.stop_following
         bf16 = self.cfg.trainer.precision == "bf16" and self.device.type == "cuda"
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         self.schedule = EvaluationSchedule.of(self.cfg)
@@ -131,17 +130,15 @@ class Trainer:
         return "completed"
 
     def _end_epoch(self, steps_per_epoch: int, n: int, seconds: float, samples: int | None = None) -> None:
-        """`samples`: the points this process trained on in the epoch (fewer than n after a resume
-        mid-epoch), over `seconds`."""
+        """`samples`: the points this process trained on in the epoch, over `seconds` (fewer than n after a resume)."""
         p = self.progress
-        p.epoch += 1
-        p.wall_time_s += seconds
+        p.epoch, p.wall_time_s = p.epoch + 1, p.wall_time_s + seconds
         means = epoch_means(self.term_names, self.epoch_sums.tolist(), n, self.optimizer.param_groups[0]["lr"], seconds,
                             n if samples is None else samples, self.model, self.data.data_shape)
         self.board.scalars("train", means, p.step)
         self.epoch_order, self.epoch_sums = None, None
         if self.schedule.due(p.epoch):
-            with self._recording():
+            with recording(self.cpu_share):
                 val = self.schedule.evaluate(self.model, self.data, self.objective, self.board, p.epoch, p.step)
                 if self.on_evaluation is not None:
                     with fixed_randomness(self.device):
@@ -170,33 +167,9 @@ class Trainer:
     def _diverged(self, what: str) -> Stop:
         return diverged(what, self.cfg.trainer.lr, self.cfg.trainer.precision, self.saved_step)
 
-
     def load_state(self, state: dict) -> None:
         restore_training_state(self, state)
 
-    # -- threads -------------------------------------------------------------------------------
-    def settle_threads(self) -> list[str]:
-        """Checks once whether the eager training step gives other numbers at one thread than at the run's
-        count (or its checkpoint's, where a resume takes another), on each of its batch shapes (the last batch of an epoch may be shorter), and tells the
-        run's share; the lines to say. Not checked on a GPU, at one thread, or for a compiled step."""
-        share = self.cpu_share
-        if share is None:
-            return []
-        depends, most = None, max(share.threads, share.resumed_from or 1)
-        if self.device.type == "cpu" and most > 1 and self.step.compiled is not True:
-            n, batch = len(self.data.train), int(self.cfg.trainer.batch_size)
-            sizes = sorted({min(n, batch), n % batch or min(n, batch)})
-            beta = torch.ones((), device=self.device)
-
-            def numbers() -> list[torch.Tensor]:
-                with torch.random.fork_rng(devices=[]):  # the run's draws stay untouched
-                    return [t for size in sizes for t in self.step.numbers(self.data.train_batch(torch.arange(size)), beta)]
-
-            depends = numbers_depend_on_threads(numbers, (1, most))
-        return share.settle(depends, self.progress.step)
-
-    def _recording(self):
-        return self.cpu_share.recording() if self.cpu_share is not None else contextlib.nullcontext()
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save(self, name: str) -> None:
@@ -209,6 +182,33 @@ class Trainer:
 
     def _progress_bar(self, total: int):
         return TrainingBar(total, self.progress.epoch + 1, self.cfg.trainer.epochs, self.progress.batch_in_epoch)
+
+
+def recording(share):
+    """What the run records is computed with its own thread count (`threads.CpuShare.recording`)."""
+    return share.recording() if share is not None else contextlib.nullcontext()
+
+
+def settle_threads(trainer: Trainer) -> list[str]:
+    """Checks once whether the eager training step gives other numbers at one thread than at the run's
+    count (or its checkpoint's, where a resume takes another), on each of its batch shapes (the last
+    batch of an epoch may be shorter), and tells the run's share; the lines to say. Not checked on a
+    GPU, at one thread, or for a compiled step."""
+    share = trainer.cpu_share
+    if share is None:
+        return []
+    depends, most = None, max(share.threads, share.resumed_from or 1)
+    if trainer.device.type == "cpu" and most > 1 and trainer.step.compiled is not True:
+        n, batch = len(trainer.data.train), int(trainer.cfg.trainer.batch_size)
+        sizes = sorted({min(n, batch), n % batch or min(n, batch)})
+        beta = torch.ones((), device=trainer.device)
+
+        def numbers() -> list[torch.Tensor]:
+            with torch.random.fork_rng(devices=[]):  # the run's draws stay untouched
+                return [t for size in sizes for t in trainer.step.numbers(trainer.data.train_batch(torch.arange(size)), beta)]
+
+        depends = numbers_depend_on_threads(numbers, (1, most))
+    return share.settle(depends, trainer.progress.step)
 
 
 def _objective_of(cfg, model, data):

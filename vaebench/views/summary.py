@@ -51,7 +51,7 @@ def gap_note(test: dict) -> list[str]:
         return []
     return [f"  (the gaps: on the first {test['inference_gap_points']:,} test points, where posterior_kl is "
             f"{test['posterior_kl_of_gap_points']:.3f} ± {test['posterior_kl_of_gap_points_se']:.3f} = amortization_gap "
-            f"+ approximation_gap; q* from {test['inference_gap_steps']} steps at most)"]
+            f"+ approximation_gap; q* from at most {test['inference_gap_steps']} L-BFGS iterations per point)"]
 
 
 def disentanglement_lines(scalars: dict, details: dict) -> list[str]:
