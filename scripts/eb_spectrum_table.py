@@ -110,7 +110,7 @@ def main(folders: list[Path]) -> None:
     if any(GAPS.keys() <= row.keys() for seeds in places.values() for row, _ in seeds.values()):
         print("\nInference gaps on the first test points (nats per point; mean ± sd over seeds, each seed's "
               "own ± SE over its points in brackets):\n")
-        print("| prior | K | points | " + " | ".join(GAPS.values()) + " | steps |")
+        print("| prior | K | points | " + " | ".join(GAPS.values()) + " | most L-BFGS iterations |")
         print("|---|---:|---:|" + "---:|" * len(GAPS) + "---:|")
         for (_, name), seeds in places.items():
             rows = [row for row, _ in seeds.values() if GAPS.keys() <= row.keys()]

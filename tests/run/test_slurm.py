@@ -142,17 +142,30 @@ def test_a_job_that_reaches_its_time_limit_is_requeued_and_completes(tmp_path):
     assert "SIGUSR2 received" in log and "Restarted by the job scheduler (restart 1): resuming" in log
 
 
-def test_a_finished_run_started_again_does_nothing_and_says_so(tmp_path):
-    """A completed job requeued by hand: it finds its run completed and leaves it as it was."""
+def test_a_finished_run_requeued_does_nothing_and_a_new_job_in_its_folder_is_refused(tmp_path):
+    """A completed job requeued by hand (`scontrol requeue`) finds its run completed and leaves it as it
+    was. A new job given the same sweep folder is another start, not a restart: refused, in one line
+    that says how to resume, and the run left as it was."""
     sweep = tmp_path / "sweep"
     proc = start_sweep(TINY, sweep, tmp_path)
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, output[-3000:]
+    job = job_id(sweep)
+    finish(proc, job, 300)
     before = (sweep / "0" / "metrics.json").read_text()
-    job = slurm("sbatch", "--parsable", "--wait", "-p", "local", "--mem=1G", f"--chdir={tmp_path}",
-                f"--output={tmp_path}/again.out", "--wrap",
-                f"{sys.executable} -m vaebench.cli train -m {' '.join(TINY)} hydra.sweep.dir={sweep}").strip()
-    assert job
+
+    slurm("scontrol", "requeue", job)
+    deadline = time.monotonic() + 300
+    while subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip():
+        assert time.monotonic() < deadline, "the requeued job did not end"
+        release_when_held(job)
+        time.sleep(0.5)
+    log = (sweep / "0" / "train.log").read_text()
+    assert "Started again by the job scheduler, but this run has ended (completed" in log and "nothing to do" in log
+    assert (sweep / "0" / "metrics.json").read_text() == before
+
+    new_job = slurm("sbatch", "--parsable", "--wait", "-p", "local", "--mem=1G", f"--chdir={tmp_path}",
+                    f"--output={tmp_path}/again.out", "--wrap",
+                    f"{sys.executable} -m vaebench.cli train -m {' '.join(TINY)} hydra.sweep.dir={sweep}").strip()
     said = (tmp_path / "again.out").read_text()
-    assert "this run has ended (completed" in said and "nothing to do" in said
+    assert f"{sweep / '0'} already holds a run (completed, its checkpoints/last.pt written by SLURM job {job})" in said
+    assert f"this command (SLURM job {new_job}) would start another in it" in said
     assert (sweep / "0" / "metrics.json").read_text() == before
