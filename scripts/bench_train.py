@@ -4,6 +4,7 @@
     python scripts/bench_train.py --device cuda --steps 500
     python scripts/bench_train.py --models mlp-vamp --compile      # vaebench with trainer.compile=true
     python scripts/bench_train.py --objectives                     # each objective's step against the ELBO's (mlp-standard)
+    python scripts/bench_train.py --compile-draws                  # compiled: eager's random draws against inductor's own
 
 vaebench runs as a user runs it: the model from `build_model` on the composed Hydra config
 (`model=... prior=...`), `Trainer.fit` on synthetic 28x28 grey images binarised afresh at every draw
@@ -15,6 +16,10 @@ same sizes, a Bernoulli likelihood as binary cross-entropy with logits, the anal
 fused Adam as vaebench's; no logging beyond the loss; each pixel binarised with `torch.rand_like(x) < x`
 as one writes it by hand (vaebench, on a CPU, from 16 random bits per pixel: `data.bernoulli_image`).
 Rounds alternate the two, so background load hits both alike.
+
+With --compile-draws, vaebench's compiled step as it ships (inductor's `fallback_random`: the eager
+step's random draws, so that compiling changes no draw of a run) races the same step drawing from
+inductor's own generator (as before issue 37): what exactness costs a compiled run.
 
 With --objectives, each objective's training (conf/objective/, at its defaults; iwae with k=5)
 races vaebench's default, the β-ELBO, on the same model in the same way: paired rounds, ratios.
@@ -175,11 +180,13 @@ def plain_loop(name: str, train: torch.Tensor, steps: int):
 
 
 def spread(ratios: list[float]) -> str:
-    """The median of the paired ratios and, in brackets, their middle half: how far one run can be trusted."""
+    """The median of the paired ratios, in brackets their middle half, then their mean ± its SE (the pairs'
+    spread / √pairs): how far one run can be trusted."""
     if len(ratios) < 2:
         return f"{median(ratios):.3f}"
     low, mid, high = statistics.quantiles(ratios, n=4)
-    return f"{mid:.3f} ({low:.3f}-{high:.3f})"
+    mean, se = statistics.fmean(ratios), statistics.stdev(ratios) / math.sqrt(len(ratios))
+    return f"{mid:.3f} ({low:.3f}-{high:.3f}); mean {mean:.3f} ± {se:.3f}"
 
 
 def flops_per_sample(step, x: torch.Tensor) -> float:
@@ -240,6 +247,37 @@ def bench_objective(model: str, objective: str, data, args, run_dir: Path, devic
     }
 
 
+def with_inductor_random(epoch, own: bool):
+    """`epoch`, whose first call compiles the step (torch.compile is lazy), compiled with inductor's own
+    random numbers (`own`) or eager's, as vaebench ships it: inductor reads the setting as it compiles."""
+    import torch._inductor.config as inductor
+
+    def run():
+        saved, inductor.fallback_random = inductor.fallback_random, not own
+        try:
+            epoch()
+        finally:
+            inductor.fallback_random = saved
+    return run
+
+
+def bench_compile_draws(name: str, data, args, run_dir: Path, device: torch.device) -> dict:
+    """Alternating rounds of the compiled step drawing as eager does (shipped) and with inductor's own
+    generator; fresh pairs every two rounds, as bench_model."""
+    seconds = {"eager's draws": [], "inductor's draws": []}
+    for r in range(args.rounds):
+        if r % 2 == 0:
+            contenders = {}
+            for who in seconds:
+                epoch, step, params = vaebench_trainer(MODELS[name], data, True, run_dir / who, args.precision)
+                contenders[who] = with_inductor_random(epoch, own=who == "inductor's draws")
+                contenders[who]()  # warm-up, and the compile with its setting
+        for who in (list(contenders) if r % 2 == 0 else list(contenders)[::-1]):
+            seconds[who].append(timed(contenders[who], device))
+    return {"samples_per_s": {who: args.steps * BATCH / median(s) for who, s in seconds.items()},
+            "ratios": [o / e for e, o in zip(seconds["eager's draws"], seconds["inductor's draws"])]}
+
+
 def objectives_table(model: str, names: list[str], data, args, run_dir: Path, device: torch.device) -> None:
     rows = []
     for name in names:
@@ -263,6 +301,8 @@ def main() -> None:
     parser.add_argument("--objectives", nargs="?", const=",".join(OBJECTIVES), default=None,
                         help=f"time these objectives against the ELBO instead (default: all of {', '.join(OBJECTIVES)}), "
                              "on the first of --models (default then: mlp-standard)")
+    parser.add_argument("--compile-draws", action="store_true",
+                        help="the compiled step drawing eager's random numbers (shipped) against inductor's own")
     args = parser.parse_args()
     if args.objectives is not None and args.models == ",".join(MODELS):
         args.models = "mlp-standard"
@@ -292,6 +332,19 @@ def main() -> None:
             objectives_table(names[0], objectives, data, args, run_dir, device)
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    if args.compile_draws:
+        run_dir, rows = Path(tempfile.mkdtemp(prefix="bench_train_")), []
+        try:
+            for name in names:
+                r = bench_compile_draws(name, data, args, run_dir / name, device)
+                rows.append([name, *(f"{v:,.0f}" for v in r["samples_per_s"].values()), spread(r["ratios"])])
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        print()
+        print(table(["model", "compiled, eager's draws (shipped)", "compiled, inductor's draws", "shipped / inductor's"], rows))
+        print(f"\nsamples/s: medians of {args.rounds} alternating rounds of {args.steps} steps; shipped / inductor's: the "
+              "median over pairs of rounds of inductor's time over the shipped step's (in brackets the middle half).")
         return
     matmul = matmul_gflops(device)
     results = {}
