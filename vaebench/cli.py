@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     # runs from, as with `python -m`; installed packages come first, so it cannot shadow them.
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
+    if command == "train" and any(flag in rest for flag in ("--help", "-h")):
+        from vaebench.config.help import train_help
+        from vaebench.config.saved import config_dir
+
+        print(train_help(config_dir()))  # read from conf/ alone: no Hydra, no torch
+        return
     if command == "train":
         from vaebench.config.command_line import validate_choices
         from vaebench.config.saved import config_dir
@@ -56,8 +62,13 @@ def main(argv: list[str] | None = None) -> None:
         from vaebench.report.command import report
 
         _run_user_command(lambda: report(rest), UserError)
+    elif command == "sample":
+        from vaebench.errors import UserError
+        from vaebench.run.sample import sample_run
+
+        _run_user_command(lambda: sample_run(rest), UserError)
     else:
-        print(f"vaebench: unknown command {command!r}; choose one of train, eval, report.\n", file=sys.stderr)
+        print(f"vaebench: unknown command {command!r}; choose one of train, eval, sample, report.\n", file=sys.stderr)
         print(USAGE, file=sys.stderr)
         sys.exit(2)
 

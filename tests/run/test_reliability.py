@@ -132,15 +132,25 @@ def test_bad_input_is_refused_in_one_paragraph(name, refusals):
 
 
 def test_a_sweep_records_a_bad_run_as_failed_goes_on_and_says_so_at_its_end(tmp_path, data_dir):
-    proc = run_cli(["train", "-m", *TINY, *npz(data_dir, "ok.npz"), "trainer.epochs=1", "beta=-1,1"], cwd=tmp_path,
-                   check=False)
+    """A component's value is checked by the run that builds it (after torch is imported)."""
+    proc = run_cli(["train", "-m", *TINY, *npz(data_dir, "ok.npz"), "trainer.epochs=1", "prior=mog", "prior.K=0,2"],
+                   cwd=tmp_path, check=False)
     failed, completed = (read_metrics(d) for d in run_dirs(tmp_path))
-    assert failed["status"] == "failed" and "beta=-1" in failed["error"]
+    assert failed["status"] == "failed" and "prior.K=0" in failed["error"]
     assert completed["status"] == "completed"
     assert "Traceback" not in proc.stderr
     assert proc.returncode == 1
     summary = proc.stderr[proc.stderr.index("1 run of this sweep did not complete"):]
-    assert str(run_dirs(tmp_path)[0]) in summary and "failed: beta=-1" in summary
+    assert str(run_dirs(tmp_path)[0]) in summary and "failed: prior.K=0" in summary
+
+
+def test_a_sweep_with_a_bad_setting_is_refused_before_any_run(tmp_path, data_dir):
+    """A setting's value (top level, trainer, eval) is checked on the command line, each value of a sweep."""
+    proc = run_cli(["train", "-m", *TINY, *npz(data_dir, "ok.npz"), "trainer.epochs=1", "beta=1,-1"], cwd=tmp_path,
+                   check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "beta=-1 is not allowed: beta must be a finite number >= 0." in proc.stderr
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_divergence_stops_with_remedies_and_keeps_a_good_last_pt(tmp_path, data_dir):

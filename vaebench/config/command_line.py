@@ -45,6 +45,36 @@ def validate_choices(args: list[str], config_dir: str) -> None:
         for override in overrides:
             _check_choice(override, loader, [*flags.overrides, *search])
         _check_keys(overrides, loader, search)
+        _check_settings(overrides, search)
+
+
+def _check_settings(overrides, search: list[str]) -> None:
+    """Refuse a bad value of a setting (`beta=-1`, `trainer.lr=fast`) before torch is imported: the config
+    is composed with each combination of the command's values (at most 16 of a sweep) and its top-level,
+    trainer and eval settings are checked (`settings.check_settings`; the run checks its components)."""
+    import itertools
+
+    from hydra import compose
+    from hydra.errors import HydraException
+
+    from vaebench.config.settings import check_settings
+
+    axes = []
+    for override in overrides:
+        key = override.key_or_group
+        if override.is_delete() or override.package or key.startswith("hydra"):
+            continue
+        if override.is_sweep_override() and not override.is_choice_sweep():
+            return  # range() or glob(): Hydra expands them; the run checks each value
+        prefix = "++" if override.is_force_add() else "+" if override.is_add() else ""
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.get_value_element_as_str()]
+        axes.append([f"{prefix}{key}={value}" for value in values])
+    for combination in itertools.islice(itertools.product(*axes), 16):
+        try:
+            cfg = compose("config", overrides=[*search, *combination])
+        except HydraException:
+            return  # Hydra's own composition error says what is wrong, when it runs
+        check_settings(cfg)
 
 
 def _check_keys(overrides, loader, search: list[str]) -> None:

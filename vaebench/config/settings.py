@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from vaebench.config.checks import Count, NonNegative, NonNegativeInt, Positive
+from omegaconf import OmegaConf
+
+from vaebench.config.checks import Count, NonNegative, NonNegativeInt, Positive, check_arguments
 
 
 @dataclass(frozen=True)
@@ -46,3 +48,15 @@ class EvalSettings:
 
 # config key (None: the top level) -> the settings it holds
 SETTINGS = {None: RunSettings, "trainer": TrainerSettings, "eval": EvalSettings}
+
+
+def check_settings(cfg) -> None:
+    """Raise UserError for the first setting (top level, trainer, eval) whose value is not allowed. Needs
+    no torch: a command line's bad value is refused before torch is imported."""
+    for where, settings in SETTINGS.items():
+        if where is None:  # the top-level keys, not the groups
+            node = OmegaConf.create({k: cfg[k] for k in cfg if not OmegaConf.is_config(cfg[k])})
+        else:
+            node = cfg[where]
+        # A key added on purpose (+trainer.note=...) is kept in the record and read by nothing.
+        check_arguments(node, where or "", settings, extra_keys_allowed=True)

@@ -4,12 +4,10 @@ and what is allowed."""
 from __future__ import annotations
 
 import torch
-from omegaconf import OmegaConf
 
-from vaebench.config.checks import check_arguments
 from vaebench.config.components import check_component, entry_of
 from vaebench.config.groups import GROUPS
-from vaebench.config.settings import SETTINGS
+from vaebench.config.settings import check_settings
 from vaebench.errors import UserError
 
 
@@ -18,13 +16,7 @@ def validate_config(cfg, choices: dict | None = None) -> None:
     its `_target_`'s signature, the other settings against `vaebench.config.settings`. `choices` (the run's
     config-group choices) names entries in messages, e.g. `prior=vamp`."""
     choices = choices or {}
-    for where, settings in SETTINGS.items():
-        if where is None:  # the top-level keys, not the groups
-            node = OmegaConf.create({k: cfg[k] for k in cfg if not OmegaConf.is_config(cfg[k])})
-        else:
-            node = cfg[where]
-        # A key added on purpose (+trainer.note=...) is kept in the record and read by nothing.
-        check_arguments(node, where or "", settings, extra_keys_allowed=True)
+    check_settings(cfg)
     for group in GROUPS:
         check_component(cfg[group], group, entry_of(group, choices))
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
