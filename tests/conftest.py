@@ -34,10 +34,10 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300, check: bool = True
     """`vaebench ARGS` as a user types it, from `cwd`; returns the finished process.
 
     `vaebench train` runs in a subprocess of its own: Hydra configures the process's logging and
-    signals, and a run is what a user starts. `vaebench eval`, `vaebench report` and `vaebench --help`
+    signals, and a run is what a user starts. `vaebench eval`, `sample`, `report` and `vaebench --help`
     set up nothing process-wide, so they run here, through the same `main`, with what they print and
     their exit status captured as a subprocess's would be: a second's start-up (importing torch) each."""
-    if args and args[0] in ("eval", "report", "--help"):
+    if args and args[0] in ("eval", "sample", "report", "--help"):
         proc = _run_in_process(args, cwd)
     else:
         # One thread: tiny models run faster without OpenMP's fan-out, and parallel tests do not thrash.
@@ -75,6 +75,45 @@ def run_cli_stopped_after(step: int, args: list[str], cwd: Path, env: dict | Non
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
     return proc
+
+
+def run_cli_on_a_terminal(args: list[str], cwd: Path, timeout: float = 600) -> tuple[int, str]:
+    """`vaebench ARGS` with stdout and stderr on one pseudo-terminal, as a user's terminal shows it (bars
+    included); the exit status and everything the terminal received."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    main_fd, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 40 rows of 120 columns, as tmux has
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+    proc = subprocess.Popen([sys.executable, "-m", "vaebench.cli", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    received = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:  # the terminal's last writer has gone
+                return
+            if not chunk:
+                return
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        returncode = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(timeout=10)
+        os.close(main_fd)
+    return returncode, received.decode(errors="replace")
 
 
 def _run_in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

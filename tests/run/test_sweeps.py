@@ -13,7 +13,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import TINY, board_dir, read_metrics, run_cli
+from tests.conftest import TINY, board_dir, read_metrics, run_cli, run_cli_on_a_terminal
 from vaebench.run.train import sweep_objective
 from vaebench.run.device import gpu_for_job
 
@@ -67,13 +67,33 @@ def grid(tmp_path_factory) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def parallel(tmp_path_factory) -> Path:
-    """Two runs side by side through joblib, with a 2-D latent space: the VAE and the two-level VAE."""
+def parallel_on_a_terminal(tmp_path_factory) -> tuple[Path, str]:
+    """Two runs side by side through joblib, with a 2-D latent space: the VAE and the two-level VAE,
+    started from a terminal; the sweep's folder and what the terminal showed."""
     root = tmp_path_factory.mktemp("joblib")
     overrides = [o for o in FAST if not o.startswith("model.latent_dim=")]
-    run_cli(["train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=mlp,hvae",
-             "model.latent_dim=2", *overrides], root)
-    return sweep_dir(root)
+    returncode, console = run_cli_on_a_terminal(["train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                                                 "model=mlp,hvae", "model.latent_dim=2", *overrides], root)
+    assert returncode == 0, console[-3000:]
+    return sweep_dir(root), console
+
+
+@pytest.fixture(scope="module")
+def parallel(parallel_on_a_terminal) -> Path:
+    return parallel_on_a_terminal[0]
+
+
+def test_a_parallel_sweeps_terminal_shows_whole_lines_each_named_by_its_run(parallel_on_a_terminal):
+    """Two processes share the terminal: no bar redrawn in place (each would overwrite the other's and
+    leave half-drawn lines), every line of a run starts with its [#N], none is split or cut."""
+    _, console = parallel_on_a_terminal
+    assert "\r" not in console.replace("\r\n", "\n")  # nothing redrawn in place
+    lines = [line for line in console.replace("\r\n", "\n").split("\n") if line.strip()]
+    runs = [line for line in lines if re.match(r"\[#\d\] ", line)]
+    assert {line[:4] for line in runs} == {"[#0]", "[#1]"}
+    assert any(re.match(r"\[#0\] epoch +1/", line) for line in runs) and any(re.match(r"\[#1\] epoch +1/", line) for line in runs)
+    assert not [line for line in lines if "[#" in line[1:] and not re.match(r"\[#\d\] ", line) and "HYDRA" not in line]
+    assert not [line for line in lines if re.search(r"\bpoi/s|\bit/s", line)]
 
 
 def test_grid_sweep_runs_in_numbered_folders_with_named_boards_and_hparams(grid):

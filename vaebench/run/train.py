@@ -27,6 +27,7 @@ from vaebench.run.naming import sweep_axes, sweep_size
 from vaebench.run.requeue import started_again
 from vaebench.run.threads import jobs_at_once, usable_cpus
 from vaebench.run.record import recorded_status, tell_failure, write_json
+from vaebench.views.console import configure as configure_console
 
 log = logging.getLogger(__name__)  # the console and the run folder's train.log (conf/config.yaml)
 
@@ -80,10 +81,12 @@ def main(cfg: DictConfig) -> float:
     if again == "resume":  # the same job's command in its own folder: the checkpoint continues
         with open_dict(cfg):
             cfg.resume = str(run_dir)
+    jobs = _jobs_at_once(hydra_cfg) if multirun else 1
+    configure_console(prefix=f"[#{hydra_cfg.job.num}] " if multirun else "", bars=jobs == 1)
     try:
         with _sigterm_as_ctrl_c():
             result = run(cfg, run_dir, overrides, multirun, sweep_axes(hydra_cfg) if multirun else set(),
-                         jobs=_jobs_at_once(hydra_cfg) if multirun else 1, restarted=again == "resume")
+                         jobs=jobs, restarted=again == "resume")
         return sweep_objective(result)
     except KeyboardInterrupt:
         _interrupted_outside_training(cfg, run_dir)

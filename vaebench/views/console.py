@@ -22,6 +22,21 @@ class RunPrefixFormatter(logging.Formatter):
         return "\n".join(self.prefix + line if line else line for line in text.split("\n")) if self.prefix else text
 
 
+# What this process's bars look like: set once per run (`configure`). In a sweep whose jobs run side by
+# side (joblib), several processes share one terminal, and bars redrawn in place by each would overwrite
+# each other and leave half-drawn lines behind: there each run says its progress in whole lines.
+_CONSOLE = {"prefix": "", "bars": True}
+
+
+def configure(prefix: str = "", bars: bool = True) -> None:
+    """`prefix`: `[#3] ` for a sweep's run; `bars`: whether this process may draw bars on a terminal."""
+    _CONSOLE.update(prefix=prefix, bars=bars)
+
+
+def _draws_bars() -> bool:
+    return _CONSOLE["bars"] and sys.stderr.isatty()
+
+
 class EvaluationProgress:
     """Points done and the time left of a long evaluation: a tqdm bar on a terminal; elsewhere (a file,
     a pipe, a cluster's log) a line through the `vaebench` logger at most every `every_s` seconds.
@@ -40,7 +55,7 @@ class EvaluationProgress:
         self.quiet_s, self.every_s, self.said_s = quiet_s, every_s, said_s
         self.clock = time.perf_counter
         self.started = self.last_line = self.clock()
-        self.tty = sys.stderr.isatty()
+        self.tty = _draws_bars()
         self.bar = None
 
     def update(self, points: int) -> None:
@@ -58,8 +73,8 @@ class EvaluationProgress:
             if self.bar is None:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=self.total, initial=self.done - points, desc=self.what, unit=self.unit[:3] or "it",
-                                leave=False, dynamic_ncols=True)
+                self.bar = tqdm(total=self.total, initial=self.done - points, desc=_CONSOLE["prefix"] + self.what,
+                                unit=f" {self.unit}" if self.unit else "it", leave=False, dynamic_ncols=True)
             self.bar.update(points)
         elif self.clock() - self.last_line >= self.every_s or self.last_line == self.started:
             self.last_line = self.clock()
@@ -131,10 +146,11 @@ class TrainingBar:
 
     def __init__(self, total: int, epoch: int, epochs: int, initial: int):
         self.bar = None
-        if sys.stderr.isatty():
+        if _draws_bars():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=initial, desc=f"{_CONSOLE['prefix']}epoch {epoch}/{epochs}", unit=" steps",
+                            leave=False, dynamic_ncols=True)
             self.last = initial
 
     def advance(self, done: int) -> None:
