@@ -98,7 +98,7 @@ def test_a_parallel_sweeps_terminal_shows_whole_lines_each_named_by_its_run(para
 
 def test_grid_sweep_runs_in_numbered_folders_with_named_boards_and_hparams(grid):
     folder, stdout = grid
-    runs = sorted(p for p in folder.iterdir() if p.is_dir())
+    runs = sorted(p for p in folder.iterdir() if p.name.isdigit())
     assert [p.name for p in runs] == ["0", "1", "2", "3"]
     names = set()
     for run in runs:
@@ -139,9 +139,27 @@ def test_each_console_line_of_a_sweep_says_its_run(grid):
     assert len(table_rows) == 4 and all(line.startswith("[#") for line in table_rows)
 
 
+def test_a_sweeps_verdict_shows_every_run_in_one_figure_per_headline_metric(grid):
+    """TensorBoard's scalar charts scale outliers away; the sweep's own `verdict` run holds a figure per
+    headline metric with every run on it, each named by its configuration."""
+    from vaebench.report.verdict_board import verdict_rows
+
+    folder, stdout = grid
+    accumulator = EventAccumulator(str(folder / "verdict"), size_guidance={"images": 0})
+    accumulator.Reload()
+    images = set(accumulator.Tags()["images"])
+    assert {"verdict/test/log_likelihood", "verdict/val/elbo", "verdict/val/kl"} <= images
+    assert "IMAGES tab, verdict/" in stdout
+    labels, metrics = verdict_rows(folder)
+    assert len(labels) == 4 and labels[0].startswith("0: ") and any("VampPrior" in label for label in labels)
+    assert all(len(values) == 4 and all(math.isfinite(v) for v, _ in values) for values in metrics.values())
+    expected = [read_metrics(folder / str(n))["test"]["log_likelihood"] for n in range(4)]
+    assert [v for v, _ in metrics["test/log_likelihood"]] == expected
+
+
 def test_grid_sweep_logs_every_picture_that_applies(grid):
     folder, _ = grid
-    for run in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for run in sorted(p for p in folder.iterdir() if p.name.isdigit()):
         images = set(board(run).Tags()["images"])
         expected = {"visuals/reconstructions", "visuals/prior_samples", "visuals/traversals"}
         if read_metrics(run)["config"]["choices"]["prior"] == "vamp":
@@ -192,7 +210,7 @@ def test_report_on_an_empty_folder_fails_with_a_message(tmp_path):
 
 
 def test_joblib_runs_a_two_run_sweep(parallel):
-    runs = sorted(p for p in parallel.iterdir() if p.is_dir())
+    runs = sorted(p for p in parallel.iterdir() if p.name.isdigit())
     assert [p.name for p in runs] == ["0", "1"]
     assert [read_metrics(run)["status"] for run in runs] == ["completed", "completed"]
 
@@ -201,7 +219,7 @@ def test_each_joblib_job_trains_with_its_share_of_the_cpus(parallel):
     """Each job reads back the thread count torch uses in it: the CPUs it may use over the 2 jobs at once."""
     from vaebench.run.threads import usable_cpus
 
-    for run in sorted(p for p in parallel.iterdir() if p.is_dir()):
+    for run in sorted(p for p in parallel.iterdir() if p.name.isdigit()):
         metrics = read_metrics(run)
         assert metrics["threads"] == max(1, usable_cpus()[0] // 2)
         assert "shared by the 2 jobs the joblib launcher runs at once" in metrics["threads_why"]
@@ -209,7 +227,7 @@ def test_each_joblib_job_trains_with_its_share_of_the_cpus(parallel):
 
 
 def test_a_two_dimensional_latent_space_is_scattered(parallel):
-    for run in sorted(p for p in parallel.iterdir() if p.is_dir()):
+    for run in sorted(p for p in parallel.iterdir() if p.name.isdigit()):
         images = set(board(run).Tags()["images"])
         assert {"visuals/latent_scatter", "visuals/traversals"} <= images  # the HVAE traverses z2
 

@@ -1,5 +1,6 @@
 """A Hydra callback for sweeps: at the end of a multirun, say where the runs are, how to compare
-them, and which runs did not complete and why; a sweep with such runs exits non-zero."""
+them, and which runs did not complete and why (a sweep with such runs exits non-zero); and draw the
+sweep's verdict into TensorBoard (`verdict_board`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from vaebench.report.verdict_board import write_verdict
 
 
 class SweepSummary(Callback):
@@ -25,6 +28,8 @@ class SweepSummary(Callback):
         print(f"\nSweep folder: {sweep_dir}")
         print(f"Compare its runs:  vaebench report {sweep_dir}")
         print(f"TensorBoard:       tensorboard --logdir {sweep_dir}")
+        if write_verdict(sweep_dir):
+            print("                   its IMAGES tab, verdict/: each headline metric of every run, ± SE, side by side")
         if problems:
             print(f"\n{len(problems)} run{'s' if len(problems) > 1 else ''} of this sweep did not complete:", file=sys.stderr)
             for folder, status, why in problems:
