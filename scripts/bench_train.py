@@ -1,6 +1,6 @@
 """Training throughput: vaebench's trainer against a plain PyTorch loop for the same model.
 
-    python scripts/bench_train.py                                  # every model, about 70 s on a 2-core CPU
+    python scripts/bench_train.py                                  # every model, about 25 s each on a 2-core CPU
     python scripts/bench_train.py --device cuda --steps 500
     python scripts/bench_train.py --models mlp-vamp --compile      # vaebench with trainer.compile=true
     python scripts/bench_train.py --objectives                     # each objective's step against the ELBO's (mlp-standard)
@@ -11,8 +11,10 @@ vaebench runs as a user runs it: the model from `build_model` on the composed Hy
 (as mnist5k is), one epoch of --steps batches of 100 per round; only the end-of-epoch evaluation and
 checkpoint are left out, exactly the part the trainer itself leaves out of its `samples_per_s`.
 The plain loop is what one writes by hand for the same model and maths: nn.Linear layers of the
-same sizes, a Bernoulli likelihood as binary cross-entropy with logits, the analytic Gaussian KL
-(standard prior) or log q(z|x) - log p(z) with the VampPrior's log-density as one matrix product,
+same sizes (for the gated MLP, each gated layer's two maps as one nn.Linear of twice the width, as
+vaebench holds them, and the log-variance through a hardtanh to [-6, 2]), a Bernoulli likelihood as
+binary cross-entropy with logits, the analytic Gaussian KL (standard prior) or log q(z|x) - log p(z)
+with the VampPrior's log-density as one matrix product (its pseudo-inputs clamped to [0, 1]),
 fused Adam as vaebench's; no logging beyond the loss; each pixel binarised with `torch.rand_like(x) < x`
 as one writes it by hand (vaebench, on a CPU, from 16 random bits per pixel: `data.bernoulli_image`).
 Rounds alternate the two, so background load hits both alike.
@@ -45,6 +47,7 @@ from benchutil import describe, matmul_gflops, median, peak_memory_bytes, pick_d
 MODELS = {
     "mlp-standard": ["model=mlp", "prior=standard"],
     "mlp-vamp": ["model=mlp", "prior=vamp", "prior.K=500"],
+    "mlp-gated-vamp": ["model=mlp", "model.gated=true", "prior=vamp", "prior.K=500"],
     "hvae-vamp": ["model=hvae", "prior=vamp", "prior.K=500"],
 }
 OBJECTIVES = {
@@ -99,14 +102,30 @@ def linear_stack(*sizes: int) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
+class Gated(nn.Linear):
+    """(W x + b) * sigmoid(V x + c), W and V stacked in one nn.Linear."""
+
+    def forward(self, x):
+        value, gate = super().forward(x).chunk(2, dim=-1)
+        return value * torch.sigmoid(gate)
+
+
+def gated_stack(*sizes: int) -> nn.Sequential:
+    """Gated hidden layers, then a plain linear output layer."""
+    return nn.Sequential(*(Gated(a, 2 * b) for a, b in zip(sizes[:-2], sizes[1:-1])), nn.Linear(sizes[-2], sizes[-1]))
+
+
 class PlainVAE(nn.Module):
     """784-300-300-40 encoder and 40-300-300-784 decoder; VampPrior on z when K > 0; with `hierarchical`
-    the VampPrior paper's two-level model: q(z2|x) q(z1|x,z2), p(z1|z2), p(x|z1,z2)."""
+    the VampPrior paper's two-level model: q(z2|x) q(z1|x,z2), p(z1|z2), p(x|z1,z2); with `gated` the
+    one-level MLP as the paper's code builds it."""
 
-    def __init__(self, K: int = 0, hierarchical: bool = False, data_dim: int = 784, hidden: int = 300, latent: int = 40):
+    def __init__(self, K: int = 0, hierarchical: bool = False, gated: bool = False, data_dim: int = 784,
+                 hidden: int = 300, latent: int = 40):
         super().__init__()
-        self.hierarchical, self.latent = hierarchical, latent
-        self.encoder = linear_stack(data_dim, hidden, hidden, 2 * latent)
+        self.hierarchical, self.gated, self.latent = hierarchical, gated, latent
+        stack = gated_stack if gated else linear_stack
+        self.encoder = stack(data_dim, hidden, hidden, 2 * latent)
         if hierarchical:
             self.q_z1_x, self.q_z1_z2 = nn.Linear(data_dim, hidden), nn.Linear(latent, hidden)
             self.q_z1 = linear_stack(2 * hidden, hidden, 2 * latent)
@@ -114,13 +133,15 @@ class PlainVAE(nn.Module):
             self.p_x_z1, self.p_x_z2 = nn.Linear(latent, hidden), nn.Linear(latent, hidden)
             self.decoder = linear_stack(2 * hidden, hidden, data_dim)
         else:
-            self.decoder = linear_stack(latent, hidden, hidden, data_dim)
+            self.decoder = stack(latent, hidden, hidden, data_dim)
         if K:
-            self.pseudo_logits = nn.Parameter(torch.logit(0.05 + 0.01 * torch.randn(K, data_dim)))
+            self.pseudo_inputs = nn.Parameter(0.05 + 0.01 * torch.randn(K, data_dim))
         self.K = K
 
-    @staticmethod
-    def gaussian(params: torch.Tensor):
+    def gaussian(self, params: torch.Tensor):
+        if self.gated:
+            loc, log_var = params.chunk(2, dim=-1)
+            return loc, torch.exp(0.5 * F.hardtanh(log_var, -6.0, 2.0))
         loc, raw_scale = params.chunk(2, dim=-1)
         return loc, F.softplus(raw_scale) + 1e-4
 
@@ -148,7 +169,7 @@ class PlainVAE(nn.Module):
         return (-log_p_x_given_z + beta * kl).mean()
 
     def vamp_log_density(self, z: torch.Tensor) -> torch.Tensor:
-        loc, scale = self.gaussian(self.encoder(torch.sigmoid(self.pseudo_logits)))
+        loc, scale = self.gaussian(self.encoder(self.pseudo_inputs.clamp(0.0, 1.0)))
         precision = scale.pow(-2)
         weights = torch.cat([precision, -2 * loc * precision], dim=1).T
         constant = (-0.5 * (loc.pow(2) * precision).sum(-1) - scale.log().sum(-1)
@@ -157,7 +178,8 @@ class PlainVAE(nn.Module):
 
 
 def plain_loop(name: str, train: torch.Tensor, steps: int):
-    model = PlainVAE(K=500 if "vamp" in name else 0, hierarchical=name.startswith("hvae")).to(train.device)
+    model = PlainVAE(K=500 if "vamp" in name else 0, hierarchical=name.startswith("hvae"),
+                     gated="gated" in name).to(train.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, fused=True)
     order_generator = torch.Generator().manual_seed(0)
 

@@ -15,7 +15,9 @@ commands:
                               `vaebench train --help` lists the config groups and options.
   eval RUN_DIR [OVERRIDES...] ELBO surgery, total correlation, active units and importance-weighted
                               log p(x) for a trained run (eval.split=test, checkpoint=best|last).
-  report SWEEP_DIR            a table, report.csv, report.md and plots for a sweep's runs.
+  sample RUN_DIR [OPTIONS...] a run's pictures for a paper (samples, reconstructions, interpolations,
+                              traversals, pseudo-inputs) as PNG and .npz in RUN_DIR/samples/.
+  report SWEEP_DIR            a table, report.csv, report.md, report.tex and plots for a sweep's runs.
 
 examples:
   vaebench train

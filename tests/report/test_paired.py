@@ -138,10 +138,14 @@ def test_the_figure_says_which_test_its_band_and_colours_are(tmp_path):
     differences = [Difference("b", "a", "elbo", TTest(0.3, 0.05, 3), "3 seeds, paired on each seed's points"),
                    Difference("b", "a", "kl", TTest(0.3, 0.05, 500, "point"), "paired, 500 points")]
     assert figure_caption(differences) == (
-        "bars: ±1 paired SE (3 seeds, paired on each seed's points; paired, 500 points); grey band: the 95% t "
-        "interval (t with 2 df: ±4.30 SE; t with 499 df: ±1.96 SE); blue: p < 0.05, two-sided t; grey: not told "
-        "apart from 0")
-    differences_figure(differences)  # draws
+        "Each configuration − a on the same test points; the line at 0: no difference from a. Higher log p(x), "
+        "ELBO and reconstruction are better; lower KL is less rate. Bars: ±1 paired SE (3 seeds, paired on each "
+        "seed's points; paired, 500 points); grey band around each difference: its 95% t interval (t with 2 df: "
+        "±4.30 SE; t with 499 df: ±1.96 SE), clear of 0 where p < 0.05; blue: p < 0.05, two-sided t; grey: not "
+        "told apart from 0")
+    figure = differences_figure(differences)
+    assert [ax.get_title() for ax in figure.axes] == ["ELBO\nhigher is better →", "KL\n← lower: less rate"]
+    assert tuple(figure.get_size_inches()) == pytest.approx((6.5, 2.4))  # a paper's text width
 
 
 def test_the_report_prints_the_test_the_seeds_needed_and_who_was_left_out(tmp_path, capsys):

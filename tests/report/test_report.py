@@ -175,12 +175,15 @@ def test_the_table_shows_what_varies_and_names_the_rest_once_above_it():
     text = table.format_table(rows, settings.varied_settings(rows))
     lines = text.splitlines()
     assert lines[0] == "shared by all 10 runs: dataset=mnist5k model=mlp K=500 (vamp) latent_dim=40 lr=0.0005 seed=0"
-    assert lines[2:4] == ["± 1 SE of the mean over the split's points (unpaired): ELBO, recon, KL, test log p(x)",
-                          "± 1 SE (Monte-Carlo) over the draws z ~ q(z|x), the split's points held fixed: I(n;z), KL(q(z) ‖ p(z))"]
-    header = lines[4].split()
-    assert header[:3] == ["run", "prior", "beta"]
-    assert not {"dataset", "model", "seed", "latent_dim"} & set(header)
-    assert max(len(line) for line in lines) <= 120
+    assert lines[2:5] == ["± 1 SE of the mean over the split's points (unpaired): ELBO, recon, KL, test log p(x)",
+                          "± 1 SE (Monte-Carlo) over the draws z ~ q(z|x), the split's points held fixed: I(n;z), KL(q(z) ‖ p(z))",
+                          "test log p(x): importance-weighted, S = 5,000 samples per point (eval.iw_samples), on the "
+                          "test split's points"]
+    header = next(line for line in lines if line.startswith("run")).split()
+    assert header[:2] == ["run", "configuration"]
+    assert not {"dataset", "model", "seed", "latent_dim", "prior", "beta"} & set(header)
+    assert lines[-1].split()[:4] == ["1", "VampPrior", "K=500,", "beta=0.5"]  # named as the paired differences name it
+    assert max(len(line) for line in lines) <= 140  # a wide terminal; each configuration named in full costs ~15
 
 
 def test_values_carry_a_plus_minus_only_when_the_record_has_a_standard_error():
@@ -208,7 +211,8 @@ def test_the_csv_keeps_every_column_the_markdown_the_console_table(tmp_path):
     assert {r["K"] for r in rows if r["prior"] == "standard"} == {""}
     markdown = (tmp_path / "report.md").read_text()
     assert "`dataset=mnist5k model=mlp K=500 (vamp) latent_dim=40 lr=0.0005 seed=0`" in markdown
-    assert markdown.count("\n| ") == 1 + 10 and "| run | prior | beta | ELBO |" in markdown
+    assert markdown.count("\n| ") == 1 + 10 and "| run | configuration | ELBO |" in markdown
+    assert "| VampPrior K=500, beta=0.5 |" in markdown
     assert "![rate_distortion](rate_distortion.png)" in markdown
 
 

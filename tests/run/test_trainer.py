@@ -159,10 +159,9 @@ def test_a_checkpoint_with_the_old_batch_mean_sums_resumes_as_per_point_sums(tmp
     assert resumed.fit() == "completed"
 
 
-def test_early_stopping_ends_after_patience_epochs_without_a_better_val_elbo_and_stays_ended_on_resume(tmp_path):
-    trainer = tiny_trainer(tmp_path, ["trainer.epochs=40", "trainer.patience=2"])
-    scripted = iter([-10.0, -9.0, -8.0, -8.5, -8.1, -7.0, -6.0])  # best at epoch 3, then two worse epochs
-    schedule = trainer.schedule
+def script_val_elbos(trainer: Trainer, values: list[float]) -> None:
+    """The validation ELBOs the trainer sees, one an epoch: its early stopping without training to them."""
+    scripted, schedule = iter(values), trainer.schedule
 
     class ScriptedSchedule:
         due = schedule.due
@@ -171,6 +170,11 @@ def test_early_stopping_ends_after_patience_epochs_without_a_better_val_elbo_and
             return {**schedule.evaluate(*args, **kwargs), "elbo": torch.tensor(next(scripted))}
 
     trainer.schedule = ScriptedSchedule()
+
+
+def test_early_stopping_ends_after_patience_epochs_without_a_better_val_elbo_and_stays_ended_on_resume(tmp_path):
+    trainer = tiny_trainer(tmp_path, ["trainer.epochs=40", "trainer.patience=2"])
+    script_val_elbos(trainer, [-10.0, -9.0, -8.0, -8.5, -8.1, -7.0, -6.0])  # best at epoch 3, then two worse epochs
     assert trainer.fit() == "completed"
     assert (trainer.progress.epoch, trainer.progress.best_epoch, trainer.progress.stopped_early) == (5, 3, True)
     assert stop_reason(trainer.progress, 40, 2).startswith("early stop at epoch 5: no better validation ELBO for 2 epochs")
@@ -178,6 +182,18 @@ def test_early_stopping_ends_after_patience_epochs_without_a_better_val_elbo_and
     resumed.load_state(torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True))
     resumed.train_step = lambda *a, **k: pytest.fail("a run that stopped early trained again on resume")
     assert resumed.fit() == "completed" and resumed.progress.epoch == 5
+
+
+def test_epochs_of_the_kl_warm_up_do_not_count_towards_patience(tmp_path):
+    """As the VampPrior paper's code: its look-ahead counts no epoch of the warm-up, so a run whose
+    validation ELBO peaked early still trains until beta has reached its value, then `patience` more."""
+    trainer = tiny_trainer(tmp_path, ["trainer.epochs=40", "trainer.patience=2", "trainer.kl_warmup_epochs=4"])
+    script_val_elbos(trainer, [-7.0] + [-8.0] * 10)  # best at epoch 1, never better again
+    trainer.fit()
+    assert (trainer.progress.epoch, trainer.progress.best_epoch, trainer.progress.stopped_early) == (6, 1, True)
+    assert stop_reason(trainer.progress, 40, 2, 4) == (
+        "early stop at epoch 6: no better validation ELBO for 2 epochs (trainer.patience) after the KL warm-up "
+        "ended, at epoch 4 (trainer.kl_warmup_epochs); the best at epoch 1")
 
 
 def test_a_run_that_used_its_whole_budget_says_whether_it_was_still_improving(tmp_path):

@@ -21,7 +21,8 @@ run's log, what it does not:
   `marginal_log_prob(z)` method returning shape (*batch, D);
 - `sample`, for the prior-sample pictures;
 - an analytic `kl_divergence(q, p)` registered with torch: without one the KL is Monte-Carlo.
-A prior with a `pseudo_inputs` tensor (images) gets them drawn in TensorBoard.
+A prior with a `pseudo_inputs` tensor (images) gets them drawn in TensorBoard and by `vaebench sample`,
+on one grey scale: from its `low` to its `high` where it has them, else the data's range.
 
 A **model** provides `encode(x) -> q(z|x)` (a `DiagonalNormal` over the top latent layer),
 `latents`, `decode`, `decoder_output`, `sample_latents`, `likelihood` and `latent_dim`; it gets its

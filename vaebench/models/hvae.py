@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from vaebench.config.checks import Count
-from vaebench.models.nets import GaussianHead, GaussianVariance, Likelihood, LikelihoodKind, MLPEncoder, mlp
+from vaebench.models.nets import (GatedDense, GaussianHead, GaussianVariance, Likelihood, LikelihoodKind, LogVarianceHead,
+                                  MLPEncoder, he_init, mlp)
 from vaebench.models.vae import LatentVariableModel, repeat_samples
 
 
@@ -17,20 +18,35 @@ class HVAE(LatentVariableModel):
     """q(z2|x) q(z1|x,z2); p(x|z1,z2) p(z1|z2) p(z2), with the configured prior on z2."""
 
     def __init__(self, data_shape, latent_dim: Count = 40, hidden_dim: Count = 300,
-                 likelihood: LikelihoodKind = "bernoulli", gaussian_variance: GaussianVariance = "pixel"):
-        """`latent_dim` is the size of each of z1 and z2."""
+                 likelihood: LikelihoodKind = "bernoulli", gaussian_variance: GaussianVariance = "pixel",
+                 gated: bool = False):
+        """`latent_dim` is the size of each of z1 and z2. `gated`: every layer as the paper's code builds
+        it (models/HVAE_2level.py: gated layers, log-variances in [-6, 2], He-initialised weights); else
+        ReLU layers at torch's initialisation."""
         super().__init__()
         self.latent_dim = latent_dim
         data_dim = math.prod(data_shape)
-        self.encoder = MLPEncoder(data_shape, hidden_dim, latent_dim)  # q(z2|x)
-        self.q_z1_x = nn.Sequential(nn.Flatten(), nn.Linear(data_dim, hidden_dim), nn.ReLU())
-        self.q_z1_z2 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
-        self.q_z1_head = nn.Sequential(nn.Linear(2 * hidden_dim, hidden_dim), nn.ReLU(), GaussianHead(hidden_dim, latent_dim))
-        self.p_z1 = nn.Sequential(mlp([latent_dim, hidden_dim, hidden_dim]), nn.ReLU(), GaussianHead(hidden_dim, latent_dim))
-        self.p_x_z1 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
-        self.p_x_z2 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
-        self.p_x_head = mlp([2 * hidden_dim, hidden_dim, data_dim])
+        self.encoder = MLPEncoder(data_shape, hidden_dim, latent_dim, gated)  # q(z2|x)
+        if gated:
+            self.q_z1_x = nn.Sequential(nn.Flatten(), GatedDense(data_dim, hidden_dim))
+            self.q_z1_z2 = GatedDense(latent_dim, hidden_dim)
+            self.q_z1_head = nn.Sequential(GatedDense(2 * hidden_dim, hidden_dim), LogVarianceHead(hidden_dim, latent_dim))
+            self.p_z1 = nn.Sequential(GatedDense(latent_dim, hidden_dim), GatedDense(hidden_dim, hidden_dim),
+                                      LogVarianceHead(hidden_dim, latent_dim))
+            self.p_x_z1 = GatedDense(latent_dim, hidden_dim)
+            self.p_x_z2 = GatedDense(latent_dim, hidden_dim)
+            self.p_x_head = nn.Sequential(GatedDense(2 * hidden_dim, hidden_dim), nn.Linear(hidden_dim, data_dim))
+        else:
+            self.q_z1_x = nn.Sequential(nn.Flatten(), nn.Linear(data_dim, hidden_dim), nn.ReLU())
+            self.q_z1_z2 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
+            self.q_z1_head = nn.Sequential(nn.Linear(2 * hidden_dim, hidden_dim), nn.ReLU(), GaussianHead(hidden_dim, latent_dim))
+            self.p_z1 = nn.Sequential(mlp([latent_dim, hidden_dim, hidden_dim]), nn.ReLU(), GaussianHead(hidden_dim, latent_dim))
+            self.p_x_z1 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
+            self.p_x_z2 = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU())
+            self.p_x_head = mlp([2 * hidden_dim, hidden_dim, data_dim])
         self.likelihood = Likelihood(likelihood, data_shape, gaussian_variance)
+        if gated:
+            he_init(self)
 
     def encode(self, x: torch.Tensor):
         return self.encoder(x)

@@ -45,20 +45,70 @@ class GaussianHead(nn.Module):
         return diagonal_gaussian(self.linear(h))
 
 
-class MLPEncoder(nn.Module):
-    def __init__(self, data_shape, hidden_dim: int, latent_dim: int):
+class GatedDense(nn.Module):
+    """h = (W x + b) * sigmoid(V x + c), the gated linear unit of Dauphin et al. 2017, as the VampPrior
+    paper's MLPs use it (no activation on W x + b). W and V are one matrix, one product instead of two."""
+
+    def __init__(self, n_in: int, n_out: int):
         super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), mlp([math.prod(data_shape), hidden_dim, hidden_dim]), nn.ReLU())
-        self.head = GaussianHead(hidden_dim, latent_dim)
+        self.linear = nn.Linear(n_in, 2 * n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.linear(x).chunk(2, dim=-1)
+        return value * torch.sigmoid(gate)
+
+
+class LogVarianceHead(nn.Module):
+    """features -> N(loc, diag exp(log_var)) with log_var clamped to [-6, 2], as the VampPrior paper's
+    code bounds it (a hardtanh; its scales lie in [0.05, 2.7])."""
+
+    LOW, HIGH = -6.0, 2.0
+
+    def __init__(self, n_in: int, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(n_in, 2 * dim)
+
+    def forward(self, h: torch.Tensor) -> DiagonalNormal:
+        loc, log_var = self.linear(h).chunk(2, dim=-1)
+        return DiagonalNormal(loc, torch.exp(0.5 * F.hardtanh(log_var, self.LOW, self.HIGH)))
+
+
+def he_init(net: nn.Module) -> None:
+    """Every linear map's weights from N(0, 2 / fan_in), biases left at torch's default: the VampPrior
+    paper's code initialises its networks so (utils/nn.py, he_init)."""
+    for module in net.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / module.in_features))
+
+
+class MLPEncoder(nn.Module):
+    """Two hidden layers; `gated`: the VampPrior paper's gated layers with its bounded log-variance."""
+
+    def __init__(self, data_shape, hidden_dim: int, latent_dim: int, gated: bool = False):
+        super().__init__()
+        if gated:
+            self.body = nn.Sequential(nn.Flatten(), GatedDense(math.prod(data_shape), hidden_dim),
+                                      GatedDense(hidden_dim, hidden_dim))
+            self.head = LogVarianceHead(hidden_dim, latent_dim)
+        else:
+            self.body = nn.Sequential(nn.Flatten(), mlp([math.prod(data_shape), hidden_dim, hidden_dim]), nn.ReLU())
+            self.head = GaussianHead(hidden_dim, latent_dim)
 
     def forward(self, x: torch.Tensor) -> DiagonalNormal:
         return self.head(self.body(x))
 
 
 class MLPDecoder(nn.Module):
-    def __init__(self, data_shape, hidden_dim: int, latent_dim: int):
+    """Two hidden layers, then the likelihood's parameters (Bernoulli logits: the paper's sigmoid output
+    layer, its sigmoid taken inside the likelihood)."""
+
+    def __init__(self, data_shape, hidden_dim: int, latent_dim: int, gated: bool = False):
         super().__init__()
-        self.net = mlp([latent_dim, hidden_dim, hidden_dim, math.prod(data_shape)])
+        if gated:
+            self.net = nn.Sequential(GatedDense(latent_dim, hidden_dim), GatedDense(hidden_dim, hidden_dim),
+                                     nn.Linear(hidden_dim, math.prod(data_shape)))
+        else:
+            self.net = mlp([latent_dim, hidden_dim, hidden_dim, math.prod(data_shape)])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)

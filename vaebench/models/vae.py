@@ -32,6 +32,7 @@ from vaebench.models.nets import (
     LikelihoodKind,
     MLPDecoder,
     MLPEncoder,
+    he_init,
 )
 
 
@@ -95,12 +96,18 @@ class VAE(LatentVariableModel):
 
 
 class MLPVAE(VAE):
-    """The VampPrior paper's MLP VAE: two hidden layers in the encoder and in the decoder."""
+    """The VampPrior paper's MLP VAE: two hidden layers in the encoder and in the decoder. `gated`: as
+    the paper's code builds them (gated layers, the log-variance in [-6, 2], He-initialised weights);
+    else ReLU layers at torch's initialisation."""
 
     def __init__(self, data_shape, latent_dim: Count = 40, hidden_dim: Count = 300,
-                 likelihood: LikelihoodKind = "bernoulli", gaussian_variance: GaussianVariance = "pixel"):
-        super().__init__(MLPEncoder(data_shape, hidden_dim, latent_dim), MLPDecoder(data_shape, hidden_dim, latent_dim),
+                 likelihood: LikelihoodKind = "bernoulli", gaussian_variance: GaussianVariance = "pixel",
+                 gated: bool = False):
+        super().__init__(MLPEncoder(data_shape, hidden_dim, latent_dim, gated),
+                         MLPDecoder(data_shape, hidden_dim, latent_dim, gated),
                          Likelihood(likelihood, data_shape, gaussian_variance), latent_dim)
+        if gated:
+            he_init(self)
 
 
 class ConvVAE(VAE):

@@ -1,5 +1,6 @@
 """`vaebench report SWEEP_DIR`: one row per finished run of a sweep, sorted by validation ELBO, as a
-console table, report.csv and report.md, and the figures that compare the runs' terms:
+console table, report.csv, report.md and report.tex (latex.py: the tables for a paper), and the figures
+that compare the runs' terms:
 
 - rate_distortion.png (rate_distortion.py): the rate-distortion plane of Alemi et al. 2018;
 - mutual_info_vs_<key>.png, marginal_kl_vs_<key>.png (term_plots.py): the two halves of the KL
@@ -28,6 +29,7 @@ from vaebench.report import prior_axis
 from vaebench.report.disentanglement import disentanglement_plots
 from vaebench.report.drawing import save_png
 from vaebench.report.inference_gaps import gaps_figure, has_gaps
+from vaebench.report.latex import write_latex
 from vaebench.report.paired import console_lines, differences_figure, markdown_lines, paired_differences
 from vaebench.report.rate_distortion import rate_distortion_figure
 from vaebench.report.runs import collect_runs, skipped_note, table_row
@@ -39,8 +41,8 @@ from vaebench.report.term_plots import TERM_PLOTS, term_figure
 def report(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="vaebench report",
-        description="Tabulate and plot the finished runs of a sweep; writes report.csv, report.md and "
-                    "PNG plots into SWEEP_DIR.")
+        description="Tabulate and plot the finished runs of a sweep; writes report.csv, report.md, report.tex "
+                    "(booktabs tables for a paper) and PNG plots into SWEEP_DIR.")
     parser.add_argument("sweep_dir", metavar="SWEEP_DIR", type=Path,
                         help="a sweep folder, e.g. outputs/multirun/2026-11-25/10-00-00")
     sweep_dir = parser.parse_args(argv).sweep_dir
@@ -75,7 +77,8 @@ def report(argv: list[str]) -> None:
         print(note)
     write_markdown(rows, varied, plots, [skipped, *notes] if skipped else notes, sweep_dir / "report.md",
                    [*axis, *markdown_lines(differences), *([""] if differences else [])])
-    print(f"Wrote {', '.join(['report.csv', 'report.md', *plots])} in {sweep_dir}")
+    write_latex(rows, varied, differences, sweep_dir)
+    print(f"Wrote {', '.join(['report.csv', 'report.md', 'report.tex', *plots])} in {sweep_dir}")
 
 
 # -- the plots ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from vaebench.report.paired import configurations, labels
+from vaebench.report.settings import configuration_names, configurations
 
 PARTS = (("amortization_gap", "amortization gap: ELBO(q*) − ELBO(q)", "#4C72B0"),
          ("approximation_gap", "approximation gap: log p(x) − ELBO(q*)", "#DD8452"))
@@ -22,7 +22,7 @@ def gaps_figure(rows: list[dict], varied: list[str]) -> Figure:
     groups = {config: [row for row in members if row.get("test_amortization_gap") is not None]
               for config, members in configurations(rows, varied).items()}
     groups = {config: members for config, members in groups.items() if members}
-    names = labels(groups)
+    names = configuration_names(groups)
     figure = Figure(figsize=(8.5, 1.6 + 0.55 * len(groups)), dpi=110, layout="constrained")
     ax = figure.subplots()
     lows, highs = [], []

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaebench.report.runs import natural_key
-from vaebench.report.settings import REPLICATE_KEY, prior_label, setting_text, short_name
+from vaebench.report.settings import REPLICATE_KEY, configuration_names, configurations
 from vaebench.report.significance import TTest, legend, seeds_text
 from vaebench.run.per_point import load_points
 
@@ -85,39 +84,13 @@ def paired_mean_and_se(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return test.mean, test.se
 
 
-def configurations(rows: list[dict], varied: list[str]) -> dict[tuple, list[dict]]:
-    """The rows grouped by what the sweep varied, seeds aside; in the order of the sweep's runs."""
-    keys = [key for key in varied if key != REPLICATE_KEY]
-    groups: dict[tuple, list[dict]] = {}
-    for row in sorted(rows, key=lambda row: natural_key(Path(row["run"]))):
-        groups.setdefault(tuple((key, row.get(key)) for key in keys), []).append(row)
-    return groups
-
-
-def labels(groups: dict[tuple, list[dict]]) -> dict[tuple, str]:
-    """Short names ('VampPrior K=500', 'VampPrior K=500, training points' for fixed pseudo-inputs taken from
-    the data, 'beta=4'), or every varied setting where short names collide."""
-    def short(config: tuple, row: dict) -> str:
-        fixed = ", training points" if row.get("prior.learn_inputs") is False and row.get("prior.init") == "data" else ""
-        parts = [prior_label(row) + fixed] if any(key == "prior" or key.startswith("prior.") for key, _ in config) else []
-        parts += [f"{short_name(key)}={setting_text(value)}" for key, value in config
-                  if not (key == "prior" or key.startswith("prior.") or key == "spectrum") and value is not None]
-        return ", ".join(parts) or "the runs"
-
-    named = {config: short(config, rows[0]) for config, rows in groups.items()}
-    if len(set(named.values())) < len(named):
-        named = {config: ", ".join(f"{short_name(key)}={setting_text(value)}" for key, value in config
-                                   if value is not None) for config in groups}
-    return named
-
-
 def paired_differences(rows: list[dict], varied: list[str], sweep_dir: Path) -> tuple[list[Difference], list[str]]:
     """Every configuration's paired differences from the sweep's first, and a note for each that could
     not be paired, or was paired without some of its seeds (naming them and why)."""
     groups = configurations(rows, varied)
     if len(groups) < 2:
         return [], []
-    names = labels(groups)
+    names = configuration_names(groups)
     (reference_config, reference_rows), *others = groups.items()
     reference = _points_by_seed(reference_rows, sweep_dir)
     found, notes = [], []
@@ -249,13 +222,18 @@ def _short_seeds(test: TTest) -> str:
 
 
 def differences_figure(differences: list[Difference]):
-    """paired_differences.png: one panel per term, each configuration's difference from the reference
-    with ±1 paired SE, its 95% t interval shaded (±t·SE at its degrees of freedom: off 0, p < 0.05)."""
+    """paired_differences.png, a paper's width: one panel per term, each configuration's difference from
+    the reference with ±1 paired SE, its 95% t interval shaded around it (±t·SE at its degrees of
+    freedom: clear of the line at 0, p < 0.05), and a caption that says so."""
     from matplotlib.figure import Figure
 
     terms = [term for term in TERMS if any(d.term == term for d in differences)]
     configs = list(dict.fromkeys(d.label for d in differences))
-    figure = Figure(figsize=(3.2 * len(terms) + 1.5, 1.4 + 0.45 * len(configs)), dpi=110, layout="constrained")
+    caption = textwrap.fill(figure_caption(differences), CAPTION_CHARS)
+    names = [textwrap.fill(label, LABEL_CHARS) for label in configs]  # a long name must not squeeze the panels
+    lines = sum(max(1, name.count("\n") + 0.5) for name in names)
+    height = 1.25 + 0.22 * lines + 0.12 * (caption.count("\n") + 1)
+    figure = Figure(figsize=(PAPER_WIDTH_INCHES, max(2.4, height)), dpi=200, layout="constrained")
     axes = figure.subplots(1, len(terms), sharey=True, squeeze=False)[0]
     for ax, term in zip(axes, terms):
         found = {d.label: d for d in differences if d.term == term}
@@ -267,25 +245,36 @@ def differences_figure(differences: list[Difference]):
                 ax.fill_betweenx([position - 0.3, position + 0.3], test.mean - test.critical * test.se,
                                  test.mean + test.critical * test.se, color="0.85", lw=0)
             colour = "C0" if test.real else "0.5"
-            ax.errorbar(test.mean, position, xerr=test.se, fmt="o", color=colour, capsize=3,
+            ax.errorbar(test.mean, position, xerr=test.se, fmt="o", ms=3.5, color=colour, capsize=2,
                         mfc=colour if test.testable else "white")
-        ax.axvline(0, color="0.3", lw=1)
-        ax.set_title(f"{TERMS[term]}", fontsize=10)
-        ax.set_xlabel("nats per point")
+        ax.axvline(0, color="0.3", lw=0.8)
+        ax.set_title(f"{TERMS[term]}\n{BETTER[term]}", fontsize=7.5)
+        ax.set_xlabel("nats per point", fontsize=7)
+        ax.tick_params(labelsize=6.5)
         ax.grid(axis="x", alpha=0.25)
-    axes[0].set_yticks(range(len(configs)), configs)
+    axes[0].set_yticks(range(len(configs)), names)
     axes[0].set_ylim(len(configs) - 0.5, -0.5)
-    figure.suptitle(f"Test-point differences from {differences[0].reference}", fontsize=11)
-    width_inches = figure.get_size_inches()[0]
-    figure.supxlabel(textwrap.fill(figure_caption(differences), int(width_inches * 14)), fontsize=8, color="0.2")
+    figure.suptitle(textwrap.fill(f"Test-point differences from {differences[0].reference}", 110), fontsize=8.5)
+    figure.supxlabel(caption, fontsize=6, color="0.2", ha="left", x=0.01)
     return figure
 
 
+# Which way is better along each term's x axis: a difference is configuration − reference.
+BETTER = {"log_likelihood": "higher is better →", "elbo": "higher is better →",
+          "reconstruction": "higher is better →", "kl": "← lower: less rate"}
+PAPER_WIDTH_INCHES = 6.5  # a paper's text width
+CAPTION_CHARS = 150       # a caption line at 6 pt across that width
+LABEL_CHARS = 28          # a configuration's name per line, at 6.5 pt beside the first panel
+
+
 def figure_caption(differences: list[Difference]) -> str:
+    reference = differences[0].reference
     tests = {(d.test.name(), d.test.critical): d.how for d in differences if d.test.testable}
     bands = "; ".join(f"{name}: ±{critical:.2f} SE" for name, critical in sorted(tests, key=lambda t: -t[1]))
     hows = "; ".join(sorted({d.how for d in differences}))
-    caption = (f"bars: ±1 paired SE ({hows}); grey band: the 95% t interval ({bands}); "
-               "blue: p < 0.05, two-sided t; grey: not told apart from 0")
+    caption = (f"Each configuration − {reference} on the same test points; the line at 0: no difference from "
+               f"{reference}. Higher log p(x), ELBO and reconstruction are better; lower KL is less rate. "
+               f"Bars: ±1 paired SE ({hows}); grey band around each difference: its 95% t interval ({bands}), "
+               "clear of 0 where p < 0.05; blue: p < 0.05, two-sided t; grey: not told apart from 0")
     return caption + ("; hollow: the same on every seed or point, no test"
                       if any(not d.test.testable for d in differences) else "")

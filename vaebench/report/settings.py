@@ -5,8 +5,9 @@ on the x axis and which make the series, and how each is named."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from vaebench.report.runs import BLOCKS
+from vaebench.report.runs import BLOCKS, natural_key
 
 
 # Settings are named by their dotted config key ("trainer.batch_size"), a config group by its name
@@ -118,14 +119,64 @@ def prior_label(row: dict, with_k: bool = True) -> str:
     return f"{label} K={k}" if with_k and k is not None else label
 
 
-def series_label(row: dict, axes: PlotAxes) -> str:
-    """The legend entry of a row's series: the prior (with K) and the other varied settings."""
+# Settings that the prior's name says (`prior_label`, and how a VampPrior's pseudo-inputs began and
+# whether they learned), or that name a place of conf/spectrum/, which is made of them.
+SAID_BY_THE_PRIOR = ("prior", "prior.K", "prior.learn_inputs", "prior.init", "spectrum")
+
+
+def configuration_name(row: dict, keys, with_k: bool = True) -> str:
+    """What the report calls the configuration of `row` among runs that differ in `keys` (seeds aside),
+    in every table and figure: the prior first where one of `keys` is about it ('VampPrior K=500',
+    'VampPrior K=500, training points' for pseudo-inputs fixed at training points), then each other key
+    as typed ('beta=4', 'prior.learn_weights=True'); a key the run leaves unset is left out."""
     parts = []
-    if "prior" in axes.series or "prior.K" in axes.series or not axes.series:
-        parts.append(prior_label(row, with_k=axes.x != "prior.K"))
-    parts += [f"{short_name(key)}={setting_text(row.get(key))}" for key in axes.series
-              if key not in ("prior", "prior.K")]
+    if any(key in SAID_BY_THE_PRIOR for key in keys):
+        parts.append(prior_label(row, with_k) + _pseudo_inputs_text(row))
+    parts += [f"{short_name(key)}={setting_text(row.get(key))}" for key in keys
+              if key not in SAID_BY_THE_PRIOR and key != REPLICATE_KEY and row.get(key) is not None]
     return ", ".join(parts)
+
+
+def _pseudo_inputs_text(row: dict) -> str:
+    """How a VampPrior's pseudo-inputs began and whether they learned, where that is not the default
+    (learned, from random pixels); nothing for a prior without them."""
+    fixed, from_data = row.get("prior.learn_inputs") is False, row.get("prior.init") == "data"
+    if fixed:
+        return ", training points" if from_data else ", fixed random pseudo-inputs"
+    return ", started at training points" if from_data else ""
+
+
+def configurations(rows: list[dict], varied: list[str]) -> dict[tuple, list[dict]]:
+    """The rows grouped by what the sweep varied, seeds aside; in the order of the sweep's runs."""
+    keys = [key for key in varied if key != REPLICATE_KEY]
+    groups: dict[tuple, list[dict]] = {}
+    for row in sorted(rows, key=lambda row: natural_key(Path(row["run"]))):
+        groups.setdefault(tuple((key, row.get(key)) for key in keys), []).append(row)
+    return groups
+
+
+def configuration_names(groups: dict[tuple, list[dict]]) -> dict[tuple, str]:
+    """Each group of `configurations` by its `configuration_name`, or by every varied setting where
+    two of those names collide."""
+    named = {config: configuration_name(rows[0], [key for key, _ in config]) or "the runs"
+             for config, rows in groups.items()}
+    if len(set(named.values())) < len(named):
+        named = {config: ", ".join(f"{short_name(key)}={setting_text(value)}" for key, value in config
+                                   if value is not None) for config in groups}
+    return named
+
+
+def run_configurations(rows: list[dict], varied: list[str]) -> dict[str, str]:
+    """{run folder: the name of its configuration}, for the table's column."""
+    groups = configurations(rows, varied)
+    names = configuration_names(groups)
+    return {row["run"]: names[config] for config, members in groups.items() for row in members}
+
+
+def series_label(row: dict, axes: PlotAxes) -> str:
+    """The legend entry of a row's series: its configuration named by the settings the series vary
+    (the prior when none does); K is left out where it is the x axis."""
+    return configuration_name(row, axes.series or ("prior",), with_k=axes.x != "prior.K")
 
 
 # -- the table ------------------------------------------------------------------------------------

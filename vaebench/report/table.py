@@ -4,12 +4,14 @@ and report.md (the table, the shared settings, the figures)."""
 from __future__ import annotations
 
 import csv
+import math
+import textwrap
 from pathlib import Path
 
-from vaebench.report.bars import SE_WORDS, standard_error_bar
+from vaebench.report.bars import SE_WORDS, split_points, standard_error_bar
 from vaebench.report.runs import BLOCKS
-from vaebench.report.settings import (BOOKKEEPING, HEADLINE_SETTINGS, is_group, is_numeric, row_value, setting_keys,
-                                      setting_text, short_name)
+from vaebench.report.settings import (BOOKKEEPING, HEADLINE_SETTINGS, REPLICATE_KEY, is_group, is_numeric, row_value,
+                                      run_configurations, setting_keys, setting_text, short_name)
 
 
 # column -> (split, term) in metrics.json: the terms the table shows
@@ -47,6 +49,16 @@ COUNT_COLUMNS = {"val_active_units"}
 TABLE_NOTE = "nats per data point on the validation split, log p(x) on the test split"
 
 
+CONFIGURATION = "configuration"  # the table's column: the configuration's name, as every figure and table says it
+
+
+# I(n;z) <= log N on a split of N points. Within this share of its bound, an encoder tells the split's
+# points apart, and I(n;z) then measures N, not the model: runs there are not compared by it.
+AT_THE_BOUND = 0.99
+BOUND_MARK = "†"
+NOTE_WIDTH = 120  # the console's note lines are wrapped at this width
+
+
 def measured_text(value, se=None) -> str:
     """A measurement for people: integers as integers, the rest to 2 decimals, ± SE when known."""
     if value is None:
@@ -59,11 +71,18 @@ def measured_text(value, se=None) -> str:
     return f"{text} ± {se:.2f}" if se is not None else text
 
 
-def metric_cell(row: dict, column: str) -> str:
+def metric_cell(row: dict, column: str, flag_bound: bool = False) -> str:
     value = row.get(column)
     if column in COUNT_COLUMNS and isinstance(value, float) and value.is_integer():
         value = int(value)  # a count, even where the record holds it as a float
-    return measured_text(value, row.get(f"{column}_se"))
+    text = measured_text(value, row.get(f"{column}_se"))
+    return f"{text} {BOUND_MARK}" if flag_bound and column == "val_mutual_info" and at_the_bound(row) else text
+
+
+def at_the_bound(row: dict, split: str = "val") -> bool:
+    """Whether the run's I(n;z) on `split` lies within 1% of its bound log N."""
+    value, bound = row.get(f"{split}_mutual_info"), row.get(f"{split}_mutual_info_max")
+    return value is not None and bound is not None and bound > 0 and value >= AT_THE_BOUND * bound
 
 
 def shared_settings(rows: list[dict], varied: list[str], headline_only: bool = True) -> dict:
@@ -92,14 +111,20 @@ def _only_for(rows: list[dict], key: str) -> str:
 
 
 def table_columns(rows: list[dict], varied: list[str]) -> list[str]:
-    """What people see: the run, the settings that vary, and the headline terms some run has."""
-    return ["run", *varied, *(c for c in METRIC_COLUMNS if any(row.get(c) is not None for row in rows))]
+    """What people see: the run, its configuration (named by the settings that vary, seeds aside), the
+    seed where seeds vary, and the headline terms some run has."""
+    settings = [CONFIGURATION] if any(key != REPLICATE_KEY for key in varied) else []
+    settings += [REPLICATE_KEY] if REPLICATE_KEY in varied else []
+    return ["run", *settings, *(c for c in METRIC_COLUMNS if any(row.get(c) is not None for row in rows))]
 
 
 def table_cells(rows: list[dict], varied: list[str]) -> list[list[str]]:
     columns = table_columns(rows, varied)
+    names = run_configurations(rows, varied)
     header = [METRIC_HEADERS.get(c, short_name(c)) for c in columns]
-    body = [[row["run"] if c == "run" else metric_cell(row, c) if c in METRIC_COLUMNS else setting_text(row.get(c))
+    compared = len(rows) > 1
+    body = [[row["run"] if c == "run" else names[row["run"]] if c == CONFIGURATION
+             else metric_cell(row, c, compared) if c in METRIC_COLUMNS else setting_text(row.get(c))
              for c in columns] for row in rows]
     return [header, *body]
 
@@ -113,18 +138,48 @@ def format_table(rows: list[dict], varied: list[str]) -> str:
     lines = ["  ".join(cell.ljust(w) if left else cell.rjust(w) for cell, w, left in zip(line, widths, text)).rstrip()
              for line in cells]
     shared = shared_line(rows, varied)
-    return "\n".join(([f"shared by all {len(rows)} runs: {shared}"] if shared else []) + [table_note(rows)] + lines)
+    note = [textwrap.fill(line, NOTE_WIDTH, subsequent_indent="  ") for line in table_note(rows).splitlines()]
+    return "\n".join(([f"shared by all {len(rows)} runs: {shared}"] if shared else []) + note + lines)
 
 
 def table_note(rows: list[dict]) -> str:
-    """The units and splits, then a line for each kind of ± the columns have (bars.py)."""
+    """The units and splits, a line for each kind of ± the columns have (bars.py), what the test
+    log p(x) was estimated from, and what the I(n;z) flag means where some run has it."""
     by_source: dict[str, list[str]] = {}
     for column in METRIC_COLUMNS:
         if any(row.get(f"{column}_se") is not None for row in rows):
             by_source.setdefault(standard_error_bar(column, rows[0]).source, []).append(METRIC_HEADERS[column])
     factors = any(row.get("disentanglement_mig") is not None for row in rows)
-    return "\n".join([TABLE_NOTE + (", disentanglement on every split's points" if factors else ""),
-                      *(f"± 1 SE {SE_WORDS[source]}: {', '.join(headers)}" for source, headers in by_source.items())])
+    lines = [TABLE_NOTE + (", disentanglement on every split's points" if factors else ""),
+             *(f"± 1 SE {SE_WORDS[source]}: {', '.join(headers)}" for source, headers in by_source.items())]
+    return "\n".join(lines + [line for line in (likelihood_note(rows), bound_note(rows)) if line])
+
+
+def likelihood_note(rows: list[dict]) -> str:
+    """e.g. 'test log p(x): importance-weighted, S = 5,000 samples per point (eval.iw_samples), on 500 test
+    points'; empty where no run has it."""
+    scored = [row for row in rows if row.get("test_log_likelihood") is not None]
+    if not scored:
+        return ""
+    samples = sorted({row["eval.iw_samples"] for row in scored if row.get("eval.iw_samples") is not None})
+    points = sorted({n for n in (split_points(row, "test") for row in scored) if n is not None})
+    s = " or ".join(f"{n:,}" for n in samples) if samples else "(not recorded)"
+    on = " or ".join(f"{n:,}" for n in points) + " test points" if points else "the test split's points"
+    return f"test log p(x): importance-weighted, S = {s} samples per point (eval.iw_samples), on {on}"
+
+
+def bound_note(rows: list[dict]) -> str:
+    """What the flag on a validation I(n;z) at its bound says; empty where no run is flagged, or only one
+    run is shown (nothing is compared)."""
+    flagged = [row for row in rows if at_the_bound(row)]
+    if len(rows) < 2 or not flagged:
+        return ""
+    bounds = sorted({row["val_mutual_info_max"] for row in flagged})
+    sizes = " or ".join(f"{round(math.exp(bound)):,}" for bound in bounds)
+    text = (f"{BOUND_MARK} I(n;z) within 1% of its bound log N = {' or '.join(f'{b:.2f}' for b in bounds)} (N = {sizes} "
+            "validation points): the encoder tells every point apart, so I(n;z) measures N there, not the model; do "
+            "not compare these runs by it (the train split's larger N lifts the bound)")
+    return text
 
 
 def csv_columns(rows: list[dict]) -> list[str]:

@@ -1,6 +1,7 @@
 """A sweep's verdict at a glance in TensorBoard: at the end of a sweep, one figure per headline metric
 (IMAGES tab, `verdict/...`, in the sweep folder's own `verdict` run) with every completed run's final
-value and its ±1 SE, one row per run, named by the settings the sweep varied.
+value and its ±1 SE, one row per run, named as every table and figure of `vaebench report` names
+its configuration.
 
 The runs' own final values stay in each run's scalars (`verdict/final/...`), where TensorBoard's
 outlier scaling may crop the best and the worst of a sweep and a single step makes one dot on a wide
@@ -12,7 +13,7 @@ import math
 from pathlib import Path
 
 from vaebench.report.runs import collect_runs, table_row
-from vaebench.report.settings import setting_text, short_name, varied_settings
+from vaebench.report.settings import REPLICATE_KEY, run_configurations, varied_settings
 from vaebench.run.naming import HPARAMS_METRICS
 
 FOLDER = "verdict"
@@ -24,9 +25,11 @@ def verdict_rows(sweep_dir: Path) -> tuple[list[str], dict[str, list[tuple[float
     runs, _ = collect_runs(sweep_dir)
     rows = [table_row(run) for run in runs]
     varied = varied_settings(rows) if rows else []
+    names = run_configurations(rows, varied) if rows else {}
     labels = []
     for row in rows:
-        said = [f"{short_name(key)}={setting_text(row.get(key))}" for key in varied if row.get(key) is not None]
+        said = [] if names.get(row["run"]) in (None, "", "the runs") else [names[row["run"]]]
+        said += [f"seed {row.get(REPLICATE_KEY)}"] if REPLICATE_KEY in varied else []
         labels.append(f"{row['run']}: {', '.join(said)}" if said else row["run"])
     metrics = {}
     for tag in HPARAMS_METRICS:

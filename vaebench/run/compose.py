@@ -150,7 +150,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool, ax
         **metrics,
         "epochs": trainer.progress.epoch,
         "best_epoch": trainer.progress.best_epoch,
-        "stopped": stop_reason(trainer.progress, cfg.trainer.epochs, cfg.trainer.patience),
+        "stopped": stop_reason(trainer.progress, cfg.trainer.epochs, cfg.trainer.patience, cfg.trainer.kl_warmup_epochs),
         "step": trainer.progress.step,
         "wall_time_s": trainer.progress.wall_time_s,
         "train_time_s": time.perf_counter() - started,

@@ -10,21 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
-from vaebench.config.components import build_dataset, build_model
-from vaebench.config.saved import saved_config
 from vaebench.config.settings import EvalSettings
-from vaebench.config.validate import validate_config
 from vaebench.errors import UserError
 from vaebench.metrics import disentanglement
 from vaebench.metrics.diagnostics import split_report
 from vaebench.metrics.evaluation import PER_POINT
-from vaebench.run import checkpoint
-from vaebench.run.cpu_math import use_fast_cpu_math
-from vaebench.run.device import device_for
 from vaebench.run.final_evaluation import inference_gaps_of_points
+from vaebench.run.saved_run import checked_device, read_checkpoint, rebuild
 from vaebench.run.threads import share_for
 from vaebench.views.board import Board
 from vaebench.views.console import EvaluationProgress, StagedProgress
@@ -66,34 +60,20 @@ def evaluate_run(argv: list[str]) -> dict:
     run_dir, overrides = Path(argv[0]), argv[1:]
     options = _parse(overrides)
     which = options.pop("checkpoint", "best")
-    if which not in ("best", "last"):
-        raise UserError(f"checkpoint={which!r} is not valid; choose best or last.")
-    path = run_dir / "checkpoints" / f"{which}.pt"
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no checkpoints/{which}.pt; is it a vaebench run folder?")
-    state = checkpoint.load(path)
-    cfg = OmegaConf.create(saved_config(state["config"]))
-    choices = dict(cfg.choices)
+    path, state, cfg = read_checkpoint(run_dir, which)
     for key, value in options.items():
         known = [*cfg.eval, *(f.name for f in fields(EvalSettings) if f.name not in cfg.eval)]  # an older run's too
         if key.startswith("eval.") and key.removeprefix("eval.") not in known:
             raise UserError(f"{key} is not an eval option; choose from {', '.join('eval.' + k for k in known)}. {USAGE}")
         OmegaConf.update(cfg, key, value, force_add=True)
-    validate_config(cfg, choices)
-    device = device_for(cfg)
-    if device.type == "cpu":
-        use_fast_cpu_math()
+    device = checked_device(cfg)
     cpu_share = share_for(cfg.trainer.get("threads"), 1, device)
-
-    torch.manual_seed(int(cfg.seed))
-    data = build_dataset(cfg.dataset, int(cfg.seed))
+    data, model = rebuild(cfg, state, device)
     split = cfg.eval.split
     x = data.scored(split)  # the train split: the same images as training's final metrics
     if cfg.eval.max_points:
         x = x[: cfg.eval.max_points]
     x = x.to(device)
-    model = build_model(cfg, data.data_shape, data.scored("train"), choices).to(device)
-    model.load_state_dict(state["model"])
 
     started = time.perf_counter()
     _show_progress_lines()

@@ -24,7 +24,8 @@ from vaebench.run.step_sums import StepSums
 from vaebench.run.stops import SignalCatcher, Stop, diverged, interrupted
 from vaebench.run.step import TrainingStep
 from vaebench.run.threads import numbers_depend_on_threads
-from vaebench.run.training_state import stop_reason, Progress, restore_training_state, training_state
+from vaebench.run.training_state import (Progress, patience_counts_from, restore_training_state, stop_reason,
+                                         training_state)
 from vaebench.run.validation import EvaluationSchedule, epoch_means
 from vaebench.views.console import TrainingBar
 
@@ -122,10 +123,10 @@ class Trainer:
                 self._end_epoch(steps_per_epoch, n, time.perf_counter() - started, samples=n - first_batch * batch_size)
                 if signals.received:  # it arrived during the evaluation; _end_epoch has just saved last.pt
                     raise self._interrupted(signals)
-                if t.patience and self.progress.epoch - self.progress.best_epoch >= t.patience:
+                if t.patience and self.progress.epoch - patience_counts_from(self.progress, warmup_epochs) >= t.patience:
                     self.progress.stopped_early = True  # in last.pt: a resumed run knows its training is over
                     self.save("last.pt")
-                    log.info(f"Training ends: {stop_reason(self.progress, t.epochs, t.patience)}.")
+                    log.info(f"Training ends: {stop_reason(self.progress, t.epochs, t.patience, warmup_epochs)}.")
                     break
         return "completed"
 

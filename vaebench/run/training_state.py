@@ -3,6 +3,7 @@ that an earlier vaebench wrote in an older layout."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass
 
@@ -11,6 +12,8 @@ from omegaconf import OmegaConf
 
 from vaebench.metrics import elbo
 from vaebench.run import checkpoint
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,10 +29,21 @@ class Progress:
     stopped_early: bool = False    # trainer.patience ended the training before trainer.epochs
 
 
-def stop_reason(progress: Progress, epochs: int, patience: int) -> str:
+def patience_counts_from(progress: Progress, warmup_epochs: int) -> int:
+    """The epoch after which epochs without a better validation ELBO count towards trainer.patience: the
+    best one, or the KL warm-up's last where it ends later. As the VampPrior paper's code, whose look-ahead
+    counts no epoch of the warm-up: a run is not stopped before its beta has reached its final value."""
+    return max(progress.best_epoch, warmup_epochs)
+
+
+def stop_reason(progress: Progress, epochs: int, patience: int, warmup_epochs: int = 0) -> str:
     """Why the training ended, in words: early stopping, or the budget with how the validation ELBO
     stood at its end."""
     if progress.stopped_early:
+        if patience_counts_from(progress, warmup_epochs) > progress.best_epoch:
+            return (f"early stop at epoch {progress.epoch}: no better validation ELBO for {patience} epochs "
+                    f"(trainer.patience) after the KL warm-up ended, at epoch {warmup_epochs} "
+                    f"(trainer.kl_warmup_epochs); the best at epoch {progress.best_epoch}")
         return (f"early stop at epoch {progress.epoch}: no better validation ELBO for {patience} epochs "
                 f"(trainer.patience) after the best, at epoch {progress.best_epoch}")
     since = progress.epoch - progress.best_epoch
@@ -61,8 +75,9 @@ def training_state(trainer) -> dict:
 
 def restore_training_state(trainer, state: dict) -> None:
     """The trainer as `state` left it, also a state saved by an earlier vaebench's layout."""
+    converted = [name for name, _ in trainer.model.named_parameters() if name not in state["model"]]
     trainer.model.load_state_dict(state["model"])
-    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.optimizer.load_state_dict(_without_moments_of(trainer, converted, state["optimizer"]))
     trainer.progress = Progress(**state["progress"])
     order, sums, names = state["epoch_order"], state["epoch_sums"], state["term_names"]
     if names and "grad_norm" in names:  # saved before the grad norm moved to the end of the sums
@@ -80,6 +95,24 @@ def restore_training_state(trainer, state: dict) -> None:
     checkpoint.set_rng_state(state["rng"])
     trainer.saved_step = trainer.progress.step
     trainer.step.keep_decision(state.get("compile"))
+
+
+def _without_moments_of(trainer, converted: list[str], saved: dict) -> dict:
+    """The saved optimiser state less the moments of parameters that an earlier vaebench saved in another
+    form, which their module converted on load (the VampPrior's pseudo-inputs, once logits): Adam's
+    moments are in the old form's units, so those parameters' Adam starts afresh. Said in the log."""
+    if not converted:
+        return saved
+    index = {id(p): i for i, p in enumerate(p for group in trainer.optimizer.param_groups for p in group["params"])}
+    named = dict(trainer.model.named_parameters())
+    stale = {index[id(named[name])]: name for name in converted if index.get(id(named[name])) in saved["state"]}
+    if stale:
+        one = len(stale) == 1
+        log.info(f"{', '.join(stale.values())}: an earlier vaebench saved {'it' if one else 'them'} in another form, "
+                 f"converted as the model loaded; {'its' if one else 'their'} Adam moments are in the old form's units "
+                 f"and cannot carry over, so {'its' if one else 'their'} Adam starts afresh at this resume (every other "
+                 "parameter's goes on).")
+    return {**saved, "state": {i: s for i, s in saved["state"].items() if i not in stale}}
 
 
 def _per_point_sums(trainer, names: list[str], sums: torch.Tensor | None):

@@ -43,14 +43,13 @@ class Board:
     def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
         self.writer.add_histogram(tag, values.detach().float().cpu(), step)
 
-    def image_grid(self, tag: str, images: torch.Tensor, step: int, nrow: int = 10, stretch: bool = False) -> None:
-        """Images shaped (N, C, H, W) with values in [0, 1]; `stretch` maps each image's own range to [0, 1]."""
+    def image_grid(self, tag: str, images: torch.Tensor, step: int, nrow: int = 10) -> None:
+        """Images shaped (N, C, H, W) with values in [0, 1]."""
         # Imported here: torchvision takes longer to import than torch, and a run refused for bad input
         # or stopped before its first picture should not wait for it.
         from torchvision.utils import make_grid
 
-        grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=1, pad_value=0.5,
-                         normalize=stretch, scale_each=stretch)
+        grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=1, pad_value=0.5)
         self.writer.add_image(tag, grid, step)
 
     def figure(self, tag: str, figure, step: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from vaebench.distributions import DiagonalNormal
 from vaebench.metrics.evaluation import chunks
 
 N_SHOWN = 100
@@ -34,8 +35,10 @@ def log_pictures(board, model, val: torch.Tensor, step: int, labels: torch.Tenso
         board.figure("visuals/traversals", traversal_figure(decode_top(model, z), dims, kl_per_dim), step)
         pseudo_inputs = getattr(model.prior, "pseudo_inputs", None)
         if isinstance(pseudo_inputs, torch.Tensor) and pseudo_inputs.shape[1:] == val.shape[1:]:
-            # Each stretched to its own range: early in training they are all near the same grey.
-            board.image_grid("visuals/pseudo_inputs", pseudo_inputs[:N_SHOWN], step, stretch=True)
+            # One grey scale for all, the data's, as the encoder sees them: each stretched to its own
+            # range, nearly flat images filled black to white, some looked inverted, none compared.
+            low, high = data_range(model.prior, val)
+            board.image_grid("visuals/pseudo_inputs", on_grey_scale(pseudo_inputs[:N_SHOWN], low, high), step)
     prior = model.prior
     if hasattr(prior, "logits") and prior.logits.requires_grad:
         board.histogram("visuals/prior_weights", torch.softmax(prior.logits, 0), step)
@@ -48,6 +51,21 @@ def posterior_moments(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return torch.cat([q.mean for q in posteriors]), torch.cat([q.stddev for q in posteriors])
 
 
+def data_range(prior, data: torch.Tensor) -> tuple[float, float]:
+    """The values an image of the data takes, lowest and highest: the prior's own bounds where it keeps
+    them (the VampPrior's pseudo-inputs live in the training split's range), else `data`'s."""
+    if hasattr(prior, "low") and hasattr(prior, "high"):
+        return float(prior.low), float(prior.high)
+    low, high = float(data.min()), float(data.max())
+    return low, (high if high > low else low + 1.0)
+
+
+def on_grey_scale(images: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """`images` mapped from the data's range [low, high] to [0, 1], one scale for all of them: a value
+    halfway shows mid-grey whatever the other images hold."""
+    return ((images.detach().float() - low) / (high - low)).clamp(0, 1)
+
+
 def dimensions_by_kl(kl_per_dim: torch.Tensor | None, latent_dim: int) -> torch.Tensor:
     """The dimensions that carry the most information first; in index order when the KL is unknown."""
     if kl_per_dim is None:
@@ -55,8 +73,10 @@ def dimensions_by_kl(kl_per_dim: torch.Tensor | None, latent_dim: int) -> torch.
     return torch.argsort(torch.as_tensor(kl_per_dim).cpu(), descending=True)[:TRAVERSAL_DIMS]
 
 
-def traversal_codes(q_loc: torch.Tensor, q_scale: torch.Tensor, dims: torch.Tensor) -> torch.Tensor:
-    """One row per dimension in `dims`: the first validation code with that one coordinate swept.
+def traversal_codes(q_loc: torch.Tensor, q_scale: torch.Tensor, dims: torch.Tensor,
+                    base: torch.Tensor | None = None) -> torch.Tensor:
+    """One row per dimension in `dims`: `base` (default the first point's code, q_loc[0]) with that
+    one coordinate swept.
 
     The sweep spans the aggregate posterior q(z_j) = avg_n q(z_j|x_n), not the prior: a VampPrior
     or mixture prior has no unit scale, and q(z_j) is where the decoder was trained. Its variance is
@@ -65,7 +85,7 @@ def traversal_codes(q_loc: torch.Tensor, q_scale: torch.Tensor, dims: torch.Tens
     spread = (q_loc.var(0, unbiased=False) + q_scale.pow(2).mean(0)).sqrt()
     offsets = torch.linspace(-TRAVERSAL_SIGMAS, TRAVERSAL_SIGMAS, TRAVERSAL_STEPS, device=q_loc.device)
     dims = dims.to(q_loc.device)
-    codes = q_loc[0].repeat(len(dims), TRAVERSAL_STEPS, 1)  # (rows, steps, D)
+    codes = (q_loc[0] if base is None else base).repeat(len(dims), TRAVERSAL_STEPS, 1)  # (rows, steps, D)
     rows = torch.arange(len(dims), device=q_loc.device)
     codes[rows, :, dims] = centre[dims, None] + offsets * spread[dims, None]
     return codes.reshape(-1, q_loc.shape[1])
@@ -77,6 +97,18 @@ def decode_top(model, z_top: torch.Tensor) -> torch.Tensor:
     p_z1_given_z2 = getattr(model, "p_z1", None)
     latents = z_top if p_z1_given_z2 is None else (p_z1_given_z2(z_top).mean, z_top)
     return model.likelihood.mean(model.decoder_output(latents))
+
+
+def decode_at_posterior_means(model, x: torch.Tensor) -> torch.Tensor:
+    """Mean image of p(x|z) at every layer's posterior mean (z2, then z1 given it in a two-level model):
+    the reconstruction without the noise of a draw from q(z|x)."""
+    latents, _ = model.latents(x, model.prior(), adjust=_point_mass_at_mean)
+    return model.likelihood.mean(model.decoder_output(latents))
+
+
+def _point_mass_at_mean(layer: str, q) -> DiagonalNormal:
+    """q(z|x) replaced by its mean, for `latents(adjust=...)`: the draw it then makes is the mean."""
+    return DiagonalNormal(q.mean, torch.zeros_like(q.mean))
 
 
 def traversal_figure(images: torch.Tensor, dims: torch.Tensor, kl_per_dim: torch.Tensor | None,
