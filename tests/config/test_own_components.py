@@ -1,5 +1,6 @@
-"""README's "Add your own prior, model or dataset", run as written from a folder outside the package:
-the files are read from README.md itself, so the example and this test cannot drift apart."""
+"""docs/components.md ("Your own prior, model or dataset", linked from README), run as written from a
+folder outside the package: the files are read from the page itself, so the example and this test
+cannot drift apart."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tests.conftest import TINY, board_dir, read_metrics, run_cli, run_dirs
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "components.md"
 EVERY_TERM = ("elbo", "reconstruction", "kl", "log_joint", "entropy", "mutual_info", "marginal_kl",
               "total_correlation", "dimwise_kl", "active_units")
 
 
 def readme_examples() -> dict[str, str]:
-    """Each fenced block that follows a marker `<!-- example:NAME -->` in README.md, by NAME."""
+    """Each fenced block that follows a marker `<!-- example:NAME -->` in docs/components.md, by NAME."""
     pattern = re.compile(r"<!-- example:(\S+) -->\n```\w*\n(.*?)```", re.S)
-    return {name: body for name, body in pattern.findall(README.read_text())}
+    return {name: body for name, body in pattern.findall(PAGE.read_text())}
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,11 @@ def test_the_readme_names_the_files_it_shows():
     for name, body in examples.items():
         if name != "command":
             assert name in body.splitlines()[0], f"the block for {name} should say its file name first"
+
+
+def test_readme_shows_the_pages_command():
+    readme = (PAGE.parents[1] / "README.md").read_text()
+    assert readme_examples()["command"].strip() in readme
 
 
 def test_a_prior_of_ones_own_trains_and_logs_every_term(user_folder):

@@ -181,7 +181,8 @@ def test_report_writes_a_sorted_table_and_png_plots(grid):
     shared = next(line for line in proc.stdout.splitlines() if line.startswith("shared by all 4 runs: "))
     for setting in ("objective=elbo", "dataset=mnist5k", "model=mlp", "K=5 (vamp) latent_dim=4"):
         assert setting in shared
-    assert re.search(r"^run +prior +beta +ELBO", proc.stdout, re.M)
+    assert re.search(r"^run +configuration +(seed +)?ELBO", proc.stdout, re.M)  # one name per configuration
+    assert re.search(r"^\d +VampPrior K=5, beta=4 ", proc.stdout, re.M) and re.search(r"^\d +standard, beta=1 ", proc.stdout, re.M)
     assert (folder / "report.md").read_text().split("## Paired")[0].count("\n| ") == 5
     plots = sorted(folder.glob("*.png"))
     assert [p.name for p in plots] == ["inference_gaps.png", "marginal_kl_vs_beta.png", "mutual_info_vs_beta.png", "paired_differences.png",

@@ -47,7 +47,7 @@ class EvaluationProgress:
     (the surgery of the same split) does not count as time per point. `done` points were finished
     before (a resumed evaluation) and count neither for the rate nor for the time left."""
 
-    def __init__(self, total: int, what: str, quiet_s: float = 2.0, every_s: float = 15.0, done: int = 0,
+    def __init__(self, total: int, what: str, quiet_s: float = 1.0, every_s: float = 15.0, done: int = 0,
                  unit: str = "points", said_s: float = 10.0):
         import time
 
