@@ -76,7 +76,7 @@ BAD_INPUT = {
     "negative epochs": (["trainer.epochs=-1"], ["trainer.epochs=-1", ">= 0"]),
     "word for a number": (["trainer.lr=fast"], ["trainer.lr='fast'", "number"]),
     "npz without a path": (["dataset=npz"], ["dataset=npz", "dataset.path"]),
-    "missing npz": ("missing.npz", ["dataset.path=", "missing.npz", "not a file"]),
+    "missing npz": ("missing.npz", ["dataset.path=", "missing.npz", "must be the path of an existing file"]),
     "npz without x": ("no_x.npz", ["no_x.npz", "no array `x`", "images"]),
     "npz of the wrong shape": ("five_d.npz", ["five_d.npz", "(10, 2, 2, 2, 2)"]),
     "npz with NaN": ("nan.npz", ["nan.npz", "NaN"]),
@@ -132,24 +132,27 @@ def test_bad_input_is_refused_in_one_paragraph(name, refusals):
 
 
 def test_a_sweep_records_a_bad_run_as_failed_goes_on_and_says_so_at_its_end(tmp_path, data_dir):
-    """A component's value is checked by the run that builds it (after torch is imported)."""
-    proc = run_cli(["train", "-m", *TINY, *npz(data_dir, "ok.npz"), "trainer.epochs=1", "prior=mog", "prior.K=0,2"],
-                   cwd=tmp_path, check=False)
+    """What only the run can find (here: a NaN inside the data file) fails that run, not the sweep."""
+    paths = f"{data_dir / 'nan.npz'},{data_dir / 'ok.npz'}"
+    proc = run_cli(["train", "-m", *TINY, "dataset=npz", f"dataset.path={paths}", "trainer.epochs=1"], cwd=tmp_path,
+                   check=False)
     failed, completed = (read_metrics(d) for d in run_dirs(tmp_path))
-    assert failed["status"] == "failed" and "prior.K=0" in failed["error"]
+    assert failed["status"] == "failed" and "nan.npz" in failed["error"] and "NaN" in failed["error"]
     assert completed["status"] == "completed"
     assert "Traceback" not in proc.stderr
     assert proc.returncode == 1
     summary = proc.stderr[proc.stderr.index("1 run of this sweep did not complete"):]
-    assert str(run_dirs(tmp_path)[0]) in summary and "failed: prior.K=0" in summary
+    assert str(run_dirs(tmp_path)[0]) in summary and "failed: dataset.path=" in summary
 
 
 def test_a_sweep_with_a_bad_setting_is_refused_before_any_run(tmp_path, data_dir):
-    """A setting's value (top level, trainer, eval) is checked on the command line, each value of a sweep."""
+    """A setting's value, and a vaebench component's, is checked on the command line, each value of a sweep."""
     proc = run_cli(["train", "-m", *TINY, *npz(data_dir, "ok.npz"), "trainer.epochs=1", "beta=1,-1"], cwd=tmp_path,
                    check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "beta=-1 is not allowed: beta must be a finite number >= 0." in proc.stderr
+    proc = run_cli(["train", "-m", *TINY, *npz(data_dir, "ok.npz"), "prior=mog", "prior.K=2,0"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "prior.K=0 is not allowed: prior.K must be an integer >= 1." in proc.stderr
     assert not (tmp_path / "outputs").exists()
 
 

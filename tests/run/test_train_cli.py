@@ -227,6 +227,22 @@ def test_help_lists_the_config_groups_and_what_each_setting_does_without_importi
     assert {"beta", "seed", "resume", "trainer.epochs", "trainer.threads", "eval.gap_points"} <= set(settings)
 
 
+@pytest.mark.parametrize("bad,said", [
+    (["beta=-1"], "beta=-1 is not allowed: beta must be a finite number >= 0."),
+    (["-m", "prior=vamp", "prior.K=5,0"], "prior.K=0 is not allowed: prior.K must be an integer >= 1."),
+    (["dataset=npz", "dataset.path=no_such.npz"], "dataset.path='no_such.npz' is not allowed"),
+    (["objective=iwae", "objective.k=0"], "objective.k=0 is not allowed"),
+])
+def test_a_bad_value_is_refused_before_torch_is_imported(tmp_path, bad, said):
+    """Settings and vaebench's own components are checked on the command line (components against the
+    arguments their source declares), in a fraction of a second: torch is never imported."""
+    script = ("import sys\nfrom vaebench.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as stop:\n"
+              "    print('exit', stop.code, 'torch imported' if 'torch' in sys.modules else 'no torch')")
+    proc = subprocess.run([sys.executable, "-c", script, "train", *bad], cwd=tmp_path, capture_output=True, text=True)
+    assert said in proc.stderr and proc.stdout.strip().endswith("exit 2 no torch"), (proc.stdout, proc.stderr)
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_experiment_configs_compose_with_a_dataset_override(tmp_path):
     out = run_cli(["train", "+experiment=hvae_vampprior_mnist", "dataset=mnist5k", "--cfg", "job"], cwd=tmp_path).stdout
     assert "_target_: vaebench.models.HVAE" in out and "_target_: vaebench.priors.VampPrior" in out

@@ -17,6 +17,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Union
 
 from omegaconf import OmegaConf
@@ -64,6 +65,9 @@ def unused_arguments(target) -> set[str]:
             if typing.get_origin(annotation) is Annotated and any(isinstance(a, Unused) for a in typing.get_args(annotation)[1:])}
 
 
+# A file a component reads (relative to where vaebench runs): a missing one is refused on the command line.
+ExistingFile = Annotated[str, Rule("the path of an existing file (from the folder vaebench runs in, or absolute)",
+                                   lambda v: isinstance(v, str) and Path(v).is_file())]
 Count = Annotated[int, at_least(1)]
 NonNegativeInt = Annotated[int, at_least(0)]
 Positive = Annotated[float, number_above(0, strict=True)]

@@ -57,6 +57,9 @@ def _check_settings(overrides, search: list[str]) -> None:
     from hydra import compose
     from hydra.errors import HydraException
 
+    from vaebench.config.checks import check_arguments
+    from vaebench.config.declared import stand_in
+    from vaebench.config.groups import RUN_TIME_ARGUMENTS
     from vaebench.config.settings import check_settings
 
     axes = []
@@ -71,10 +74,16 @@ def _check_settings(overrides, search: list[str]) -> None:
         axes.append([f"{prefix}{key}={value}" for value in values])
     for combination in itertools.islice(itertools.product(*axes), 16):
         try:
-            cfg = compose("config", overrides=[*search, *combination])
+            cfg = compose("config", overrides=[*search, *combination], return_hydra_config=True)
         except HydraException:
             return  # Hydra's own composition error says what is wrong, when it runs
         check_settings(cfg)
+        for group in GROUPS:  # each component's values against its declared arguments (`declared.py`)
+            node = cfg.get(group)
+            declared = stand_in(str(node["_target_"])) if node is not None and "_target_" in node else None
+            if declared is not None:
+                choice = cfg.hydra.runtime.choices.get(group)
+                check_arguments(node, group, declared, RUN_TIME_ARGUMENTS[group], f"{group}={choice}" if choice else group)
 
 
 def _check_keys(overrides, loader, search: list[str]) -> None:

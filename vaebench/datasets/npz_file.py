@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaebench.config.checks import NonNegative
+from vaebench.config.checks import ExistingFile, NonNegative
 from vaebench.datasets.arrays import Binarize, Dataset, from_arrays
 from vaebench.errors import UserError
 
 
-def npz(seed: int, path: str, val_size: NonNegative = 0.1, test_size: NonNegative = 0.1,
+def npz(seed: int, path: ExistingFile, val_size: NonNegative = 0.1, test_size: NonNegative = 0.1,
         binarize: Binarize = "dynamic") -> Dataset:
     """Your own .npz file with an array `x` (N,H,W), (N,C,H,W) or (N,D), in [0,1] or uint8, optional labels `y`."""
     x, y = _npz(path)
