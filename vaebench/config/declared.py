@@ -44,11 +44,11 @@ def _definition(module: str, name: str, depth: int):
     """The class or function `name` of `module`, following `from X import name` re-exports."""
     if depth > 4 or not (module == "vaebench" or module.startswith("vaebench.")):
         return None
-    parts = module.split(".")[1:]
-    file = PACKAGE.joinpath(*parts, "__init__.py") if PACKAGE.joinpath(*parts).is_dir() else PACKAGE.joinpath(*parts[:-1], f"{parts[-1]}.py") if parts else PACKAGE / "__init__.py"
+    folder = PACKAGE.joinpath(*module.split(".")[1:])
+    file = folder / "__init__.py" if folder.is_dir() else folder.with_suffix(".py")
     try:
         tree = ast.parse(file.read_text())
-    except (OSError, SyntaxError, IndexError):
+    except (OSError, SyntaxError):
         return None
     for node in tree.body:
         if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name == name:

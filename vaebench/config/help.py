@@ -88,6 +88,6 @@ def _settings(file: Path, prefix: str) -> list[str]:
 
 
 def _wrapped(head: str, text: str) -> list[str]:
-    indent = " " * max(len(head), 32) if len(head) <= 40 else " " * 8
-    return textwrap.wrap(text, WIDTH, initial_indent=head.ljust(len(indent)) if len(head) <= 40 else head + " ",
-                         subsequent_indent=indent) or [head.rstrip()]
+    """`head`, then `text` wrapped beside it, its later lines under its first."""
+    column = max(len(head.rstrip()) + 2, 32)
+    return textwrap.wrap(text, WIDTH, initial_indent=head.rstrip().ljust(column), subsequent_indent=" " * column) or [head.rstrip()]
