@@ -44,13 +44,14 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - started
 
 
-def matmul_gflops(device: torch.device, n: int = 2048, seconds: float = 1.0, shape=None) -> float:
-    """The device's float32 matrix-product rate: the best of repeated (m, k) @ (k, n) products,
-    square n x n unless `shape` = (m, k, n) is given."""
+def matmul_gflops(device: torch.device, n: int = 2048, seconds: float = 1.0, shape=None,
+                  dtype: torch.dtype = torch.float32) -> float:
+    """The device's matrix-product rate (float32 unless `dtype`): the best of repeated (m, k) @ (k, n)
+    products, square n x n unless `shape` = (m, k, n) is given."""
     m, k, n = shape or (n, n, n)
-    a = torch.randn(m, k, device=device)
-    b = torch.randn(k, n, device=device)
-    out = torch.empty(m, n, device=device)
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(k, n, device=device, dtype=dtype)
+    out = torch.empty(m, n, device=device, dtype=dtype)
     flops = 2 * m * k * n
     torch.mm(a, b, out=out)
     repeats = 1

@@ -1,5 +1,5 @@
 """A run saved before the VampPrior's pseudo-inputs became clamped pixel values holds them as logits
-behind a sigmoid (`prior.raw_inputs`): it evaluates to exactly the numbers it recorded, and it resumes,
+behind a sigmoid (`prior.raw_inputs`): it evaluates to the numbers it recorded, and it resumes,
 the pseudo-inputs' Adam starting afresh (its moments are in logit units). data/run_with_logit_pseudo_inputs
 is such a run, saved by the vaebench of commit c5724dc, at one thread on a 2-core AMD EPYC (Zen 5, AVX-512):
 `vaebench train prior=vamp prior.K=3 model.hidden_dim=8 model.latent_dim=4 trainer.epochs=2 trainer.lr=1e-2
@@ -45,10 +45,10 @@ def test_it_evaluates_to_exactly_the_numbers_it_recorded(run_dir):
     (written,) = (run_dir / "evals").glob("test_best_100points_8iw.json")
     evaluated, recorded = json.loads(written.read_text())["test"], read_metrics(run_dir)["test"]
     assert set(evaluated) == set(recorded)
-    if torch.backends.cpu.get_cpu_capability() == "AVX512":  # the kernels it was recorded with: every bit
-        assert evaluated == recorded
-    else:  # another CPU's kernels round otherwise, under any vaebench
-        assert evaluated == pytest.approx(recorded, rel=1e-5, abs=1e-5)
+    # To float32 rounding, not every bit: since issue 41 the mixtures' log-densities of an evaluation
+    # are reduced in tiles, in base 2 (another CPU's kernels round otherwise too). A wrong conversion
+    # moves the pseudo-inputs, and with them every term, by far more.
+    assert evaluated == pytest.approx(recorded, rel=1e-5, abs=1e-5)
 
 
 def test_it_resumes_with_its_pseudo_inputs_adam_started_afresh(run_dir):
