@@ -24,6 +24,29 @@ def test_bernoulli_log_prob_and_gradient_match_the_library(binary):
     torch.testing.assert_close(gradients(ours, logits), gradients(library, logits))
 
 
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "grey"])
+@pytest.mark.parametrize("with_grad", [True, False], ids=["grad", "no_grad"])
+def test_bernoulli_scores_each_point_at_its_draws_as_the_library_scores_them_repeated(binary, with_grad):
+    """Importance sampling's form: 3 points at 4 draws each (sample-major), the points not repeated."""
+    torch.manual_seed(0)
+    logits = torch.cat([30 * torch.randn(6, 25), torch.randn(6, 25)]).view(12, 1, 5, 5).requires_grad_(with_grad)
+    x = torch.rand(3, 1, 5, 5)
+    x = x.bernoulli() if binary else x
+    with torch.set_grad_enabled(with_grad):
+        ours = IndependentBernoulli(logits, 3).log_prob(x)
+    library = Independent(Bernoulli(logits=logits, validate_args=False), 3).log_prob(x.repeat(4, 1, 1, 1))
+    assert ours.shape == (12,)
+    torch.testing.assert_close(ours, library, rtol=0, atol=1e-5 * 25)
+    if with_grad:
+        torch.testing.assert_close(gradients(ours, logits), gradients(library, logits))
+
+
+def test_bernoulli_scored_at_draws_stays_finite_at_extreme_logits():
+    logits = torch.tensor([[-1e4, 1e4, -100.0, 100.0], [1e4, -1e4, 100.0, -100.0]])
+    x = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
+    torch.testing.assert_close(IndependentBernoulli(logits, 1).log_prob(x), torch.tensor([-2e4, -200.0]))
+
+
 def test_bernoulli_log_prob_stays_finite_at_extreme_logits():
     logits = torch.tensor([[-1e4, 1e4, -100.0, 100.0]])
     x = torch.tensor([[1.0, 0.0, 0.0, 1.0]])

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from vaebench.config.checks import Count
-from vaebench.distributions import DiagonalNormal
+from vaebench.distributions import DiagonalNormal, IndependentBernoulli
 from vaebench.errors import UserError
 from vaebench.metrics import elbo
 from vaebench.models.nets import (
@@ -51,7 +51,9 @@ class LatentVariableModel(nn.Module):
         """log p(x, z) - log q(z|x) at `samples` draws z ~ q(z|x) per point: shape (samples, batch).
         The encoder sees each point once; only the samples are repeated."""
         latents, layers = self.latents(x, p_z, samples, adjust)
-        log_w = self.decode(latents).log_prob(x.repeat(samples, *([1] * (x.dim() - 1))))
+        p_x = self.decode(latents)
+        repeated = x if isinstance(p_x, IndependentBernoulli) else x.repeat(samples, *([1] * (x.dim() - 1)))
+        log_w = p_x.log_prob(repeated)  # the Bernoulli broadcasts each point to its draws itself
         for q, p, z in layers.values():
             log_w = log_w + p.log_prob(z) - q.log_prob(z)
         return log_w.view(samples, len(x))
