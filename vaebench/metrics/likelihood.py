@@ -45,6 +45,8 @@ def importance_sampling_terms(log_weights, x: torch.Tensor, samples: int, max_ro
     progress display); `on_block(log_px, elbo_iw)` receives each block's estimates as it is done."""
     points_per_chunk = max(1, max_rows // samples)
     samples_per_call = max(1, min(samples, max_rows // points_per_chunk))
+    # calls of equal size (5,000 samples: 2 x 2,500, not 2,000 + 2,000 + 1,000, whose small last call runs slower)
+    samples_per_call = math.ceil(samples / math.ceil(samples / samples_per_call))
     log_px, elbo_iw = [], []
     if on_points is not None:
         on_points(0)

@@ -57,7 +57,8 @@ class HVAE(LatentVariableModel):
         if adjust is not None:
             q_z2 = adjust("z2", q_z2)
         z2 = q_z2.rsample()
-        x_features = self.q_z1_x(x).repeat(samples, 1)
+        x_features = self.q_z1_x(x)
+        x_features = x_features.repeat(samples, 1) if samples > 1 else x_features  # no copy on a training step
         q_z1 = self.q_z1_head(torch.cat([x_features, self.q_z1_z2(z2)], dim=-1))
         if adjust is not None:
             q_z1 = adjust("z1", q_z1)
