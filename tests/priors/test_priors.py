@@ -168,6 +168,31 @@ def test_mixture_log_density_is_accurate_for_sharp_components(smallest_scale, la
     assert (m.marginal_log_prob(z).double() - marginals).abs().max() <= 1e-3
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_mixture_reduced_in_tiles_of_components_gives_the_densities_of_one_piece(monkeypatch, dtype):
+    """Without gradients a wide mixture is reduced a tile of components at a time (CPU_TILE_COMPONENTS),
+    the tiles combined by a running maximum and sum: here 7 components a tile and 3 rows a block, the
+    largest term of a row in any tile (the first, a middle one or the last) and terms far below it."""
+    from vaebench.distributions import mixture
+
+    torch.manual_seed(3)
+    k, d = 50, 6
+    loc, scale = 3 * torch.randn(k, d), torch.exp(torch.empty(k, d).uniform_(math.log(0.05), 0.0))
+    m = DiagonalGaussianMixture(torch.randn(k), loc, scale, dtype)
+    pick = torch.tensor([0, 3, 6, 7, 24, 48, 49])  # in the first tile, at a tile's ends, in the last
+    z = torch.cat([loc[pick] + scale[pick] * torch.randn(len(pick), d), 10 * torch.randn(5, d)])  # and far out
+    joint, marginals = float64_mixture_log_densities(m, z)
+    with torch.no_grad():
+        whole = m.log_prob(z), m.marginal_log_prob(z)
+        monkeypatch.setattr(mixture, "CPU_TILE_COMPONENTS", 7)
+        monkeypatch.setattr(mixture, "CPU_BLOCK_ELEMENTS", 7 * d * 3)
+        tiled = m.log_prob(z), m.marginal_log_prob(z)
+    for one, other, exact in zip(whole, tiled, (joint, marginals)):
+        if dtype == torch.float64:  # float32 expansions of other shapes round otherwise, within the next line's 1e-3
+            torch.testing.assert_close(other, one, rtol=1e-6, atol=1e-5)
+        assert (other.double() - exact).abs().max() <= (1e-3 if dtype == torch.float32 else 1e-4)
+
+
 def test_a_mixture_writes_blocks_of_log_densities_into_the_callers_buffer():
     """With `out`, the joint and marginal component log-densities of each block are the same numbers,
     written into one buffer the caller reuses (what keeps a 50,000-point surgery's memory flat)."""
