@@ -4,6 +4,7 @@ surgery."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -46,7 +47,7 @@ MIXTURE_BLOCK_ELEMENTS = 1 << 24
 CPU_BLOCK_ELEMENTS = 1 << 22
 
 
-# Components per tile on a CPU (`_without_graph`): a wide mixture (the aggregate posterior of 50,000
+# Components per tile on a CPU (`_logsumexp_in_tiles`): a wide mixture (the aggregate posterior of 50,000
 # points) is reduced 2,048 components at a time, whose weights (2D + 1 numbers each) and block of
 # log-densities stay in the caches; 1.35x the rate of whole rows of 50,000 (scripts/bench_diagnostics.py).
 CPU_TILE_COMPONENTS = 2048
@@ -90,7 +91,7 @@ class DiagonalGaussianMixture(Distribution):
         )  # (K,)
         self._weights = torch.cat([-0.5 * precision, loc * precision, constant.unsqueeze(1)], dim=1).T  # (2D + 1, K)
         self._marginal_weights_cache: torch.Tensor | None = None
-        self._weights_in_bits: torch.Tensor | None = None  # the weights times log2(e), for `_without_graph`
+        self._weights_in_bits: torch.Tensor | None = None  # the weights times log2(e), for `_joint_tiles`
         self._marginal_weights_in_bits: torch.Tensor | None = None
         self._buffer: torch.Tensor | None = None
         super().__init__(batch_shape=torch.Size(), event_shape=loc.shape[-1:], validate_args=False)
@@ -111,7 +112,8 @@ class DiagonalGaussianMixture(Distribution):
         """`on_rows(n)` (without autograd) hears of each block of n rows of z done: a long evaluation's progress."""
         flat = z.reshape(-1, z.shape[-1])
         if not self._needs_graph(z):
-            return self._without_graph(flat, self._joint_tiles, on_rows).reshape(z.shape[:-1])
+            tiles = functools.partial(_joint_tiles, self)
+            return _logsumexp_in_tiles(flat, tiles, len(self.loc), on_rows).reshape(z.shape[:-1])
         rows = max(1, MIXTURE_BLOCK_ELEMENTS // len(self.loc))
         if len(flat) <= rows:
             return logsumexp(self.component_log_prob(z))
@@ -139,9 +141,14 @@ class DiagonalGaussianMixture(Distribution):
     def _product_into(self, features: torch.Tensor, weights: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """features @ weights (batched where they are 3-D) as float32, written into `out`'s first elements."""
         shape = (*features.shape[:-1], weights.shape[-1])
+        return self._written(out, shape, lambda product: torch.matmul(features, weights, out=product))
+
+    def _written(self, out: torch.Tensor, shape, fill) -> torch.Tensor:
+        """`fill(product)` writes an array of `shape` in the expansion's dtype; it comes back in float32, in
+        `out`'s first elements."""
         result = out[: math.prod(shape)].view(shape)
         product = self._expansion_buffer(result)
-        torch.matmul(features, weights, out=product)
+        fill(product)
         return result.copy_(product) if product is not result else result
 
     def _expansion_buffer(self, result: torch.Tensor) -> torch.Tensor:
@@ -158,61 +165,14 @@ class DiagonalGaussianMixture(Distribution):
         for `log_prob`."""
         flat = z.reshape(-1, z.shape[-1])
         if not self._needs_graph(z):
-            return self._without_graph(flat, self._marginal_tiles, on_rows, per_row=flat.shape[1]).T.reshape(z.shape)
+            return _logsumexp_in_tiles(flat, functools.partial(_marginal_tiles, self), len(self.loc), on_rows,
+                                       flat.shape[1]).T.reshape(z.shape)
         rows = max(1, MIXTURE_BLOCK_ELEMENTS // (len(self.loc) * flat.shape[1]))
         return torch.cat([logsumexp(self.component_marginal_log_prob(block)).T for block in flat.split(rows)]
                          ).reshape(z.shape)
 
     def _needs_graph(self, z: torch.Tensor) -> bool:
         return torch.is_grad_enabled() and (z.requires_grad or self._weights.requires_grad)
-
-    def _without_graph(self, flat: torch.Tensor, tiles_of, on_rows=None, per_row: int = 1) -> torch.Tensor:
-        """The log-density (`tiles_of=self._joint_tiles`, shape (rows,)) or the 1-D marginals
-        (`self._marginal_tiles`, `per_row` = D, shape (D, rows)) at every row of `flat`: an evaluation's
-        many points, at a fraction of the time and memory of the general path.
-
-        The component log-densities are made and reduced a tile at a time, in one buffer kept for all of
-        them (no heap churn): blocks of rows, and on a CPU at most CPU_TILE_COMPONENTS components, whose
-        weights and log-densities stay in the caches between the product and the reduction. The tiles
-        of one block combine by the running maximum and sum of a logsumexp in base 2 (`exp2` runs at
-        2.3x the rate of `exp` on a CPU; the weights are scaled by log2(e) once)."""
-        k = len(self.loc)
-        columns = min(k, CPU_TILE_COMPONENTS) if flat.device.type == "cpu" else k
-        rows = max(1, block_elements(flat.device) // (columns * per_row))
-        buffer = torch.empty(min(rows, len(flat)) * columns * per_row, device=flat.device)
-        parts = []
-        for block in flat.split(rows):
-            top = total = None
-            for tile in tiles_of(block, columns, buffer):
-                top, total = _running_log2sumexp2(tile, top, total)
-            parts.append(total.log2_().add_(top).mul_(math.log(2)))
-            if on_rows is not None:
-                on_rows(len(block))
-        return torch.cat(parts, dim=-1) if parts else flat.new_zeros(0)
-
-    def _joint_tiles(self, block: torch.Tensor, columns: int, buffer: torch.Tensor):
-        """log2 of w_k N(z; loc_k, scale_k) at the rows of `block`, `columns` components at a time: (rows, columns)."""
-        if self._weights_in_bits is None:
-            self._weights_in_bits = self._weights * LOG2_E
-        features = self._joint_features(block)
-        for start in range(0, len(self.loc), columns):
-            yield self._product_into(features, self._weights_in_bits[:, start:start + columns], buffer)
-
-    def _marginal_tiles(self, block: torch.Tensor, columns: int, buffer: torch.Tensor):
-        """log2 of w_k N(z_j; loc_kj, scale_kj) at the rows of `block`, `columns` components at a time:
-        (D, rows, columns). Elementwise, c + a z^2 + b z: a batched product with 3 terms per dot product
-        runs at half its rate."""
-        if self._marginal_weights_in_bits is None:
-            self._marginal_weights_in_bits = self._marginal_weights() * LOG2_E
-        z = block.to(self.expansion_dtype).T.unsqueeze(-1)  # (D, rows, 1)
-        squared = z.pow(2)
-        for start in range(0, len(self.loc), columns):
-            a, b, c = self._marginal_weights_in_bits[:, :, start:start + columns].unbind(1)  # each (D, columns)
-            shape = (z.shape[0], z.shape[1], a.shape[-1])
-            result = buffer[: math.prod(shape)].view(shape)
-            product = self._expansion_buffer(result)
-            torch.addcmul(c.unsqueeze(1), a.unsqueeze(1), squared, out=product).addcmul_(b.unsqueeze(1), z)
-            yield result.copy_(product) if product is not result else result
 
     def _marginal_weights(self) -> torch.Tensor:
         if self._marginal_weights_cache is None:  # (D, 3, K): built once, for all the blocks of z a caller evaluates
@@ -233,6 +193,54 @@ class DiagonalGaussianMixture(Distribution):
     @property
     def mixture_weights(self) -> torch.Tensor:
         return self.log_weights.exp()
+
+
+def _joint_tiles(mixture: DiagonalGaussianMixture, block: torch.Tensor, columns: int, buffer: torch.Tensor):
+    """log2 of w_k N(z; loc_k, scale_k) at the rows of `block`, `columns` components at a time: (rows,
+    columns), in `buffer` (`_logsumexp_in_tiles`)."""
+    if mixture._weights_in_bits is None:
+        mixture._weights_in_bits = mixture._weights * LOG2_E
+    features = mixture._joint_features(block)
+    for start in range(0, len(mixture.loc), columns):
+        yield mixture._product_into(features, mixture._weights_in_bits[:, start:start + columns], buffer)
+
+
+def _marginal_tiles(mixture: DiagonalGaussianMixture, block: torch.Tensor, columns: int, buffer: torch.Tensor):
+    """log2 of w_k N(z_j; loc_kj, scale_kj) at the rows of `block`, `columns` components at a time:
+    (D, rows, columns). Elementwise, c + a z^2 + b z: a batched product with 3 terms per dot product
+    runs at half its rate."""
+    if mixture._marginal_weights_in_bits is None:
+        mixture._marginal_weights_in_bits = mixture._marginal_weights() * LOG2_E
+    z = block.to(mixture.expansion_dtype).T.unsqueeze(-1)  # (D, rows, 1)
+    squared = z.pow(2)
+    for start in range(0, len(mixture.loc), columns):
+        a, b, c = mixture._marginal_weights_in_bits[:, :, start:start + columns].unbind(1)  # each (D, columns)
+        yield mixture._written(buffer, (z.shape[0], z.shape[1], a.shape[-1]), lambda product: torch.addcmul(
+            c.unsqueeze(1), a.unsqueeze(1), squared, out=product).addcmul_(b.unsqueeze(1), z))
+
+
+def _logsumexp_in_tiles(flat: torch.Tensor, tiles_of, components: int, on_rows=None, per_row: int = 1) -> torch.Tensor:
+    """A mixture's log-density (`tiles_of`: `_joint_tiles` of it, shape (rows,)) or 1-D marginals
+    (`_marginal_tiles`, `per_row` = D, shape (D, rows)) at every row of `flat`, without gradients: an
+    evaluation's many points, at a fraction of the time and memory of the general path.
+
+    The component log-densities are made and reduced a tile at a time, in one buffer kept for all of
+    them (no heap churn): blocks of rows, and on a CPU at most CPU_TILE_COMPONENTS components, whose
+    weights and log-densities stay in the caches between the product and the reduction. The tiles
+    of one block combine by the running maximum and sum of a logsumexp in base 2 (`exp2` runs at
+    2.3x the rate of `exp` on a CPU; the tiles come scaled by log2(e))."""
+    columns = min(components, CPU_TILE_COMPONENTS) if flat.device.type == "cpu" else components
+    rows = max(1, block_elements(flat.device) // (columns * per_row))
+    buffer = torch.empty(min(rows, len(flat)) * columns * per_row, device=flat.device)
+    parts = []
+    for block in flat.split(rows):
+        top = total = None
+        for tile in tiles_of(block, columns, buffer):
+            top, total = _running_log2sumexp2(tile, top, total)
+        parts.append(total.log2_().add_(top).mul_(math.log(2)))
+        if on_rows is not None:
+            on_rows(len(block))
+    return torch.cat(parts, dim=-1) if parts else flat.new_zeros(0)
 
 
 # float32's unit roundoff.
