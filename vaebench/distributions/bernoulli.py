@@ -27,9 +27,8 @@ class IndependentBernoulli(Independent):
         if x.shape[0] != logits.shape[0]:
             logits = logits.view(draws, *x.shape)
         pixels = tuple(range(-self.reinterpreted_batch_ndims, 0))
-        if torch.is_grad_enabled() and logits.requires_grad:
-            log_p = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(pixels)
-        elif logits.dim() > x.dim() and bool(((x == 0) | (x == 1)).all()):
+        differentiated = torch.is_grad_enabled() and logits.requires_grad
+        if not differentiated and logits.dim() > x.dim() and bool(((x == 0) | (x == 1)).all()):
             # A binary pixel's log-probability is log sigmoid(+-logit): one pass over the draws' logits,
             # where the general form takes four, and the draws' images are never made
             log_p = F.logsigmoid(logits * (2 * x - 1)).sum(pixels)
