@@ -51,16 +51,16 @@ def runs(tmp_path_factory, data):
     it stopped, for each test to copy and resume)."""
     made = {}
 
-    def make(model: str, compile_: str) -> tuple[Path, Path]:
-        if (model, compile_) not in made:
+    def make(model: str, compile_: str, *extra: str) -> tuple[Path, Path]:
+        if (model, compile_, *extra) not in made:
             root = tmp_path_factory.mktemp(f"{model}-{compile_}")
-            args = [*RUN, *MODELS[model], "dataset=npz", f"dataset.path={data}", f"trainer.compile={compile_}"]
+            args = [*RUN, *MODELS[model], "dataset=npz", f"dataset.path={data}", f"trainer.compile={compile_}", *extra]
             run_cli(["train", *args, f"hydra.run.dir={root / 'straight'}"], root)
             run_cli_stopped_after(STOP_AFTER_STEP, ["train", *args, f"hydra.run.dir={root / 'stopped'}"], root)
             progress = checkpoint.load(root / "stopped" / "checkpoints" / "last.pt")["progress"]
             assert (progress["step"], progress["epoch"], progress["batch_in_epoch"]) == (STOP_AFTER_STEP, 1, 4), progress
-            made[model, compile_] = root / "straight", root / "stopped"
-        return made[model, compile_]
+            made[model, compile_, *extra] = root / "straight", root / "stopped"
+        return made[model, compile_, *extra]
 
     return make
 
@@ -104,3 +104,15 @@ def test_a_resume_on_fewer_threads_says_what_it_costs_where_the_step_depends_on_
     (tmp_path / "own_count").mkdir()
     on_its_own_count, _ = resumed_copy(stopped, tmp_path / "own_count")
     assert_same_run(on_its_own_count, straight)  # on its own 2 threads the eager conv run resumes exactly too
+
+
+def test_a_run_with_the_papers_optimizer_resumes_exactly_and_trains_otherwise_than_adam(runs, tmp_path):
+    """trainer.optimizer=adamnormgrad (each tensor's gradient normalised before Adam) holds no state of
+    its own: stopped inside an epoch, the run resumes to the numbers of one that never stopped; and it
+    is not Adam's run."""
+    straight, stopped = runs("mlp", "false", "trainer.optimizer=adamnormgrad")
+    resumed, _ = resumed_copy(stopped, tmp_path)
+    assert_same_run(resumed, straight)
+    assert read_metrics(straight)["config"]["trainer"]["optimizer"] == "adamnormgrad"
+    adams, _ = runs("mlp", "false")
+    assert not same_weights(straight, adams)

@@ -1,5 +1,6 @@
 """The trainer's step: the beta of the KL warm-up, step by step, in its loss; bf16 activations."""
 
+import copy
 import os
 import signal
 
@@ -202,3 +203,28 @@ def test_a_run_that_used_its_whole_budget_says_whether_it_was_still_improving(tm
     reason = stop_reason(trainer.progress, 2, 0)
     assert reason.startswith("reached trainer.epochs=2; ") and "trainer.patience=0" in reason
     assert ("still improving" in reason) == (trainer.progress.best_epoch == 2)
+
+
+def test_adamnormgrad_takes_adams_steps_on_each_tensors_gradient_divided_by_its_norm(tmp_path):
+    """The VampPrior code's optimiser (trainer.optimizer=adamnormgrad): three updates equal torch's Adam
+    on gradients g / (‖g‖ + 1e-7), tensor by tensor, and differ from Adam's on the raw gradients."""
+    trainer = tiny_trainer(tmp_path, ["trainer.epochs=1", "trainer.optimizer=adamnormgrad"])
+    model, x, beta = trainer.model, trainer.data.val, torch.ones(())
+    twins = {normalise: copy.deepcopy(model) for normalise in (True, False)}
+    optimisers = {normalise: torch.optim.Adam(twin.parameters(), lr=5e-4) for normalise, twin in twins.items()}
+    for _ in range(3):
+        state = torch.get_rng_state()  # every contender draws the same z
+        for normalise, twin in twins.items():
+            torch.set_rng_state(state)
+            optimisers[normalise].zero_grad()
+            trainer.objective(twin, x, beta, None)[0].mean().backward()
+            for p in twin.parameters():
+                p.grad = p.grad / (p.grad.norm() + 1e-7) if normalise else p.grad
+            optimisers[normalise].step()
+        torch.set_rng_state(state)
+        trainer.step(x, beta)
+
+    def same(a, b):
+        return all(torch.allclose(p, q, rtol=0, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
+    assert same(model, twins[True])
+    assert not same(model, twins[False])

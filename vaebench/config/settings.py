@@ -32,6 +32,7 @@ class TrainerSettings:
     precision: Literal["fp32", "bf16"]
     log_every: Count
     threads: Count | None
+    optimizer: Literal["adam", "adamnormgrad"] = "adam"  # a run saved before issue 39 trained with Adam
 
 
 @dataclass(frozen=True)

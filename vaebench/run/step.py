@@ -11,12 +11,19 @@ import torch
 from vaebench.run.compiled import CompilePlan, CompiledOrEager
 
 
+# AdamNormGrad's guard against a zero gradient (utils/optimizer.py of the VampPrior code).
+NORMGRAD_EPS = 1e-7
+
+
 class TrainingStep:
     def __init__(self, model, objective, lr: float, device: torch.device, compile: bool | str = False,
-                 remaining_steps=None, on_compile=None):
+                 remaining_steps=None, on_compile=None, optimizer: str = "adam"):
         """`compile`: True, False or "auto" (`run.compiled.CompilePlan`, which asks `remaining_steps()`);
-        `on_compile()`: called as the step becomes compiled (the run's threads stop following the load)."""
+        `on_compile()`: called as the step becomes compiled (the run's threads stop following the load);
+        `optimizer`: "adam", or "adamnormgrad" (the VampPrior code's: Adam on each parameter tensor's
+        gradient divided by its 2-norm + 1e-7)."""
         self.model, self.objective = model, objective
+        self.normalise_gradients = optimizer == "adamnormgrad"
         # Fused Adam: the same update as the default, in one kernel per step instead of several per tensor.
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda") or None)
         self.learned = [p for p in model.parameters() if p.requires_grad]
@@ -76,7 +83,10 @@ class TrainingStep:
             loss, names, sums = self.loss_fn(x, beta)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = _total_norm([p.grad for p in self.learned if p.grad is not None]) if measure_grad_norm else None
+        grads = [p.grad for p in self.learned if p.grad is not None]
+        grad_norm = _total_norm(grads) if measure_grad_norm else None  # the objective's own gradient, as logged
+        if self.normalise_gradients:
+            torch._foreach_div_(grads, torch._foreach_add(torch._foreach_norm(grads), NORMGRAD_EPS))
         self.optimizer.step()
         return sums, names, grad_norm
 
