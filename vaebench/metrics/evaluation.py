@@ -4,7 +4,10 @@ random stream so that scores compare across epochs, runs and resumes."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import math
+import time
 
 import torch
 
@@ -33,6 +36,32 @@ def restore_random_state(state: dict[str, torch.Tensor], device: torch.device) -
     torch.set_rng_state(state["cpu"])
     if device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None where the C library has none (macOS, musl)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+RELEASE_EVERY_S = 5.0  # a trim takes about 30 ms: at most 0.6% of an evaluation
+_released_at = 0.0
+
+
+def release_freed_memory() -> None:
+    """Hands the C heap's free pages back to the system, at most once every RELEASE_EVERY_S seconds.
+
+    A long evaluation on a CPU allocates and frees blocks of megabytes thousands of times, and glibc
+    keeps the free pages they leave between longer-lived small allocations: full MNIST's test log p(x)
+    at S = 5,000 grew by 0.5-2.3 MB a point until the kernel killed the run at 24 GB, 6,790 points in.
+    Trimmed, the process stays at its size."""
+    global _released_at
+    if _MALLOC_TRIM is not None and time.monotonic() - _released_at >= RELEASE_EVERY_S:
+        _MALLOC_TRIM(0)
+        _released_at = time.monotonic()
 
 
 def counting(progress, stage: str, total: int):

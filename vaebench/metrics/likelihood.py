@@ -9,7 +9,7 @@ import torch
 
 from vaebench.datasets.arrays import EVAL_SEED
 from vaebench.metrics.evaluation import (PER_POINT, chunks, fixed_randomness, mean_and_se, random_state,
-                                         restore_random_state)
+                                         release_freed_memory, restore_random_state)
 
 
 # (sample, point) pairs per call of the log-weights on a CPU: a call's arrays (~25 MB for MNIST) stay
@@ -55,6 +55,7 @@ def importance_sampling_terms(log_weights, x: torch.Tensor, samples: int, max_ro
                            for start in range(0, samples, samples_per_call)])
         log_px.append(torch.logsumexp(log_w, dim=0) - math.log(samples))
         elbo_iw.append(log_w.mean(dim=0))
+        release_freed_memory()
         if on_block is not None:
             on_block(log_px[-1], elbo_iw[-1])
         if on_points is not None:
