@@ -58,8 +58,7 @@ class Trainer:
             self.objective = _objective_of(self.cfg, self.model, self.data)
         steps_in_run = int(self.cfg.trainer.epochs) * math.ceil(len(self.data.train) / int(self.cfg.trainer.batch_size))
         self.step = TrainingStep(self.model, self.objective, float(self.cfg.trainer.lr), self.device, self.cfg.trainer.compile,
-                                 remaining_steps=lambda: steps_in_run - self.progress.step - 1,
-                                 on_compile=getattr(self.cpu_share, "stop_following", None),
+                                 lambda: steps_in_run - self.progress.step - 1, getattr(self.cpu_share, "stop_following", None),
                                  optimizer=self.cfg.trainer.get("optimizer", "adam"))
         self.optimizer, self.objective_step = self.step.optimizer, self.step.objective_step
         bf16 = self.cfg.trainer.precision == "bf16" and self.device.type == "cuda"
