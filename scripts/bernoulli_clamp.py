@@ -44,11 +44,10 @@ def paired_log_px(model, x: torch.Tensor, samples: int) -> tuple[torch.Tensor, t
     """(exact, clamped) importance-weighted log p(x) per point from the same `samples` draws."""
     p_z = model.prior()
     exact, clamped = [], []
-    per_call = max(1, PAIRS_PER_CALL // len(x[:1]))
     for point in x.split(1):
         log_w = {"exact": [], "clamped": []}
-        for start in range(0, samples, per_call):
-            s = min(per_call, samples - start)
+        for start in range(0, samples, PAIRS_PER_CALL):  # one point a call: its draws are the pairs
+            s = min(PAIRS_PER_CALL, samples - start)
             latents, layers = model.latents(point, p_z, s)
             logits = model.decoder_output(latents).view(s, *point.shape[1:])
             log_prior_ratio = sum(p.log_prob(z) - q.log_prob(z) for q, p, z in layers.values())
