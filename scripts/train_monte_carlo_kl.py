@@ -16,20 +16,22 @@ import sys
 
 from vaebench.metrics import elbo
 
-NOTE = "+trainer.note=monte_carlo_kl"
-
-
 def monte_carlo_everywhere(q, p):
     return None  # "no closed form": elbo_terms falls back to log q(z|x) - log p(z)
 
 
-def main() -> None:
-    elbo.analytic_kl = monte_carlo_everywhere
+def train_with_note(note: str) -> None:
+    """`vaebench train` with this process's arguments, the run's config recording `trainer.note`."""
     from vaebench.cli import main as vaebench
 
     resuming = any(arg.startswith("resume=") for arg in sys.argv[1:])
-    sys.argv = ["vaebench", "train", *sys.argv[1:], *([] if resuming else [NOTE])]
+    sys.argv = ["vaebench", "train", *sys.argv[1:], *([] if resuming else [f"+trainer.note={note}"])]
     vaebench()
+
+
+def main() -> None:
+    elbo.analytic_kl = monte_carlo_everywhere
+    train_with_note("monte_carlo_kl")
 
 
 if __name__ == "__main__":
