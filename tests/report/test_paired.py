@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vaebench.report.paired import (Difference, console_lines, differences_figure, figure_caption, markdown_lines,
-                                    paired_differences, paired_mean_and_se)
+                                    paired_differences, paired_mean_and_se, wrapped_label)
 from vaebench.report.significance import TTest
 from vaebench.run.per_point import save_points
 
@@ -173,3 +173,10 @@ def test_the_report_prints_the_test_the_seeds_needed_and_who_was_left_out(tmp_pa
     assert "| configuration | term | difference | SE | test | seeds needed | how |" in markdown
     assert "2 seeds, paired on each seed's points |" in markdown and "t with 1 df" in markdown
     assert (tmp_path / "paired_differences.png").is_file()
+
+
+def test_a_figure_label_breaks_between_settings_and_cuts_only_a_path():
+    label = "VampPrior K=500, model=hvae, experiment=hvae_vampprior_mnist"
+    assert wrapped_label(label).split("\n") == ["VampPrior K=500, model=hvae,", "experiment=hvae_vampprior_mnist"]
+    path = "dataset.root=/" + "a" * 60
+    assert all(len(line) <= 28 for line in wrapped_label(f"standard, {path}").split("\n"))

@@ -230,7 +230,7 @@ def differences_figure(differences: list[Difference]):
     terms = [term for term in TERMS if any(d.term == term for d in differences)]
     configs = list(dict.fromkeys(d.label for d in differences))
     caption = textwrap.fill(figure_caption(differences), CAPTION_CHARS)
-    names = [textwrap.fill(label, LABEL_CHARS) for label in configs]  # a long name must not squeeze the panels
+    names = [wrapped_label(label) for label in configs]
     lines = sum(max(1, name.count("\n") + 0.5) for name in names)
     height = 1.25 + 0.22 * lines + 0.12 * (caption.count("\n") + 1)
     figure = Figure(figsize=(PAPER_WIDTH_INCHES, max(2.4, height)), dpi=200, layout="constrained")
@@ -265,6 +265,14 @@ BETTER = {"log_likelihood": "higher is better â†’", "elbo": "higher is better â†
 PAPER_WIDTH_INCHES = 6.5  # a paper's text width
 CAPTION_CHARS = 150       # a caption line at 6 pt across that width
 LABEL_CHARS = 28          # a configuration's name per line, at 6.5 pt beside the first panel
+
+
+def wrapped_label(label: str) -> str:
+    """A configuration's name on lines of about LABEL_CHARS, broken between words: a setting such as
+    experiment=hvae_vampprior_mnist stays whole. Only a word half as long again (a path) is cut, so that
+    a long name cannot squeeze the panels."""
+    cut = max(map(len, label.split()), default=0) > LABEL_CHARS * 3 // 2
+    return textwrap.fill(label, LABEL_CHARS, break_long_words=cut)
 
 
 def figure_caption(differences: list[Difference]) -> str:
