@@ -16,6 +16,7 @@ import sys
 
 from vaebench.metrics import elbo
 
+
 def monte_carlo_everywhere(q, p):
     return None  # "no closed form": elbo_terms falls back to log q(z|x) - log p(z)
 
