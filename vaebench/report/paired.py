@@ -269,8 +269,8 @@ LABEL_CHARS = 28          # a configuration's name per line, at 6.5 pt beside th
 
 def wrapped_label(label: str) -> str:
     """A configuration's name on lines of about LABEL_CHARS, broken between words: a setting such as
-    experiment=hvae_vampprior_mnist stays whole. Only a word half as long again (a path) is cut, so that
-    a long name cannot squeeze the panels."""
+    experiment=hvae_vampprior_mnist stays whole. A name holding a word half as long again (a path) has
+    its over-long words cut, so that it cannot squeeze the panels."""
     cut = max(map(len, label.split()), default=0) > LABEL_CHARS * 3 // 2
     return textwrap.fill(label, LABEL_CHARS, break_long_words=cut)
 
